@@ -54,7 +54,7 @@ class StudentConfig(_Strict):
     word_dim: int = Field(100, ge=1)  # word embedding size (replaced by the vectors' size if given)
     embeddings: Path | None = None  # optional GloVe-format text file of pretrained word vectors
     min_word_freq: int = Field(1, ge=1)  # rarer words map to <unk>
-    max_vocab: int = Field(30000, ge=100)  # keep the most frequent words (bounds the parameter count)
+    max_vocab: int = Field(20000, ge=100)  # keep the most frequent words (bounds the parameter count)
     char_encoder: Literal["cnn", "lstm"] = "cnn"  # character encoder over all Unicode characters
     char_dim: int = Field(30, ge=1)  # character embedding size
     char_hidden: int = Field(50, ge=1)  # CNN filters, or LSTM size per direction

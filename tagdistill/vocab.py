@@ -1,0 +1,130 @@
+"""Vocabularies of the student: words, characters, a case feature per word, and labels.
+
+Word lookups are lowercased and every digit is replaced by ``0`` ("1996-08-22" and "2001-10-05"
+share one entry), so the word table spends its rows on words, not on numbers. What that loses is
+given back by two other inputs: the characters of the word as written (every Unicode character seen
+in training gets its own id) and a case class (lower / Title / UPPER / mIxed / number / has digit /
+punctuation / other).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections import Counter
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from tagdistill.config import StudentConfig
+
+PAD, UNK = "<pad>", "<unk>"  # ids 0 and 1 in the word and character tables
+IGNORE = -100  # label id that losses skip (padding, filtered pseudo-labels)
+MAX_WORD_CHARS = 20  # longer words are cut to their first characters for the char encoder
+CASES = ("<pad>", "lower", "title", "upper", "mixed", "number", "has_digit", "punct", "other")
+_CASE_ID = {name: i for i, name in enumerate(CASES)}
+_DIGIT = re.compile(r"\d")
+_FORMAT_VERSION = 1
+
+
+def normalize_word(word: str) -> str:
+    """The key a word is looked up by: lowercased, each digit replaced by 0."""
+    return _DIGIT.sub("0", word.lower())
+
+
+def case_id(word: str) -> int:
+    """The case class of a word as written (an index into ``CASES``)."""
+    if any(c.isdigit() for c in word):
+        if all(c.isdigit() or _is_punct(c) for c in word):
+            return _CASE_ID["number"]
+        return _CASE_ID["has_digit"]
+    if word and all(_is_punct(c) for c in word):
+        return _CASE_ID["punct"]
+    if not any(c.isupper() or c.islower() for c in word):
+        return _CASE_ID["other"]  # caseless scripts (東京), symbols mixed with letters
+    if word.islower():
+        return _CASE_ID["lower"]
+    if word.isupper() and len(word) > 1:
+        return _CASE_ID["upper"]
+    if word[0].isupper() and (len(word) == 1 or word[1:].islower()):
+        return _CASE_ID["title"]
+    return _CASE_ID["mixed"]
+
+
+def _is_punct(c: str) -> bool:
+    return unicodedata.category(c)[0] in "PS"
+
+
+class Vocab:
+    """Words (lowercased, digits as 0), characters (as written), and labels of one student."""
+
+    def __init__(self, words: list[str], chars: list[str], labels: list[str]) -> None:
+        if words[:2] != [PAD, UNK] or chars[:2] != [PAD, UNK]:
+            raise ValueError("word and character tables must start with <pad>, <unk>")
+        self.words = words
+        self.chars = chars
+        self.labels = labels
+        self.word_index = {w: i for i, w in enumerate(words)}
+        self.char_index = {c: i for i, c in enumerate(chars)}
+        self.label_index = {label: i for i, label in enumerate(labels)}
+
+    @classmethod
+    def build(cls, sentences: list[list[str]], labels: list[str], cfg: StudentConfig) -> Vocab:
+        """Words seen at least ``cfg.min_word_freq`` times, the most frequent first, at most
+        ``cfg.max_vocab`` entries in all (<pad> and <unk> included); every character seen."""
+        word_counts = Counter(normalize_word(w) for s in sentences for w in s)
+        seen_chars = {c for s in sentences for w in s for c in w}
+        # Most frequent first; ties in a fixed (alphabetical) order so a build is reproducible.
+        ranked = sorted(
+            (w for w, n in word_counts.items() if n >= cfg.min_word_freq and w not in (PAD, UNK)),
+            key=lambda w: (-word_counts[w], w),
+        )
+        words = [PAD, UNK, *ranked[: cfg.max_vocab - 2]]
+        chars = [PAD, UNK, *sorted(seen_chars)]  # single characters, so never "<pad>" or "<unk>"
+        return cls(words, chars, list(labels))
+
+    def encode(
+        self, batch: list[list[str]], device: torch.device | str = "cpu"
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Padded ids of a batch of token lists: words (B, T), cases (B, T), chars (B, T, C), mask (B, T).
+
+        T is the longest sentence (at least 1), C the longest word in characters, capped at
+        ``MAX_WORD_CHARS``. The mask is True on real tokens, which come first in each row.
+        """
+        n_tokens = max((len(s) for s in batch), default=0)
+        n_chars = min(max((len(w) for s in batch for w in s), default=1), MAX_WORD_CHARS)
+        T, C = max(n_tokens, 1), max(n_chars, 1)
+        words, cases, chars, mask = [], [], [], []
+        for sentence in batch:
+            pad = T - len(sentence)
+            words.append([self.word_index.get(normalize_word(w), 1) for w in sentence] + [0] * pad)
+            cases.append([case_id(w) for w in sentence] + [0] * pad)
+            rows = []
+            for w in sentence:
+                ids = [self.char_index.get(c, 1) for c in w[:C]] or [1]  # an empty token reads as <unk>
+                rows.append(ids + [0] * (C - len(ids)))
+            chars.append(rows + [[0] * C] * pad)
+            mask.append([True] * len(sentence) + [False] * pad)
+        return (
+            torch.tensor(words, dtype=torch.long, device=device),  # (B, T)
+            torch.tensor(cases, dtype=torch.long, device=device),  # (B, T)
+            torch.tensor(chars, dtype=torch.long, device=device),  # (B, T, C)
+            torch.tensor(mask, dtype=torch.bool, device=device),  # (B, T)
+        )
+
+    def encode_tags(self, batch: list[list[str]], device: torch.device | str = "cpu") -> Tensor:
+        """Label ids (B, T) of a batch of tag lists, padded with ``IGNORE`` to match ``encode``."""
+        T = max(max((len(s) for s in batch), default=0), 1)
+        rows = [[self.label_index[t] for t in tags] + [IGNORE] * (T - len(tags)) for tags in batch]
+        return torch.tensor(rows, dtype=torch.long, device=device)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able description that ``from_dict`` turns back into an identical vocabulary."""
+        return {"version": _FORMAT_VERSION, "words": self.words, "chars": self.chars, "labels": self.labels}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Vocab:
+        if d.get("version") != _FORMAT_VERSION:
+            raise ValueError(f"unsupported vocabulary format version {d.get('version')!r}")
+        return cls(list(d["words"]), list(d["chars"]), list(d["labels"]))
