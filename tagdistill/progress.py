@@ -6,6 +6,7 @@ A reporter may raise ``Cancelled`` from any call to stop the job cooperatively.
 
 from __future__ import annotations
 
+import sys
 from typing import Any, Protocol
 
 STAGES = ("teacher", "labeling", "student", "evaluating")
@@ -72,7 +73,7 @@ class ConsoleProgress:
     def log(self, message: str) -> None:
         from tqdm.auto import tqdm
 
-        tqdm.write(message)
+        tqdm.write(message, file=sys.stderr)  # stdout stays clean for the CLI's JSON
 
     def close(self) -> None:
         if self._bar is not None:

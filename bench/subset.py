@@ -1,0 +1,44 @@
+"""Split a CoNLL training file into a labeled subset and the rest as unlabeled sentences.
+
+    python bench/subset.py ../shared/data/conll2003/train.txt --labeled 2000 --seed 1 --out runs/data/2000
+
+writes ``train.conll`` (the labeled subset, ``token TAG``) and ``unlabeled.conll`` (the other
+sentences, one token per line, no tags; read with ``--unlabeled-format conll``), keeping the
+corpus's own tokenization.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+from pathlib import Path
+
+from tagdistill.data import read_file
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("train", type=Path)
+    p.add_argument("--labeled", type=int, required=True, help="sentences kept with their tags")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--out", type=Path, required=True)
+    args = p.parse_args()
+
+    sentences = read_file(args.train, "conll")
+    order = list(range(len(sentences)))
+    random.Random(args.seed).shuffle(order)
+    keep = set(order[: args.labeled])
+    args.out.mkdir(parents=True, exist_ok=True)
+    with open(args.out / "train.conll", "w") as lab, open(args.out / "unlabeled.conll", "w") as unl:
+        for i, s in enumerate(sentences):
+            if i in keep:
+                lab.writelines(f"{tok} {tag}\n" for tok, tag in zip(s.tokens, s.tags, strict=True))
+                lab.write("\n")
+            else:
+                unl.writelines(f"{tok}\n" for tok in s.tokens)
+                unl.write("\n")
+    print(f"{len(keep)} labeled, {len(sentences) - len(keep)} unlabeled sentences in {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,148 @@
+"""Load a trained model folder and tag text: ``Tagger.load(dir).predict(["EU rejects German call ."])``.
+
+A student folder holds ``model.safetensors`` and ``tagdistill.json`` (format version, kind,
+student config, vocabulary, labels); a teacher folder is a Hugging Face folder with the same
+``tagdistill.json`` beside it. No pickle anywhere. A job folder (with ``student/`` inside) loads
+its student.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from tagdistill.config import StudentConfig
+from tagdistill.data import spans, tokenize
+from tagdistill.student import NeuralTagger
+from tagdistill.vocab import Vocab
+
+FORMAT_VERSION = 1
+META_FILE = "tagdistill.json"
+WEIGHTS_FILE = "model.safetensors"
+
+
+def save_student(model: NeuralTagger, path: Path, extra: dict[str, Any] | None = None) -> None:
+    """Weights as safetensors, and everything that rebuilds the model as JSON."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(path / WEIGHTS_FILE))
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "kind": "student",
+        "config": model.cfg.model_dump(mode="json"),
+        "vocab": model.vocab.to_dict(),
+        "labels": model.vocab.labels,
+        **(extra or {}),
+    }
+    (path / META_FILE).write_text(json.dumps(meta, indent=1))
+
+
+def load_student(path: Path, device: torch.device | str = "cpu") -> NeuralTagger:
+    path = Path(path)
+    meta = read_meta(path)
+    if meta.get("kind") != "student":
+        raise ValueError(f"{path} holds a {meta.get('kind')!r} model, not a student")
+    vocab = Vocab.from_dict(meta["vocab"])
+    cfg = StudentConfig.model_validate(meta["config"])
+    # The saved weights fix the embedding size; pretrained vectors are not needed to rebuild it.
+    state = load_file(str(path / WEIGHTS_FILE), device=str(device))
+    vectors = state.get("word_emb.weight")
+    model = NeuralTagger(cfg.model_copy(update={"embeddings": None}), vocab, vectors=vectors)
+    model.load_state_dict(state)
+    return model.to(device).eval()
+
+
+def read_meta(path: Path) -> dict[str, Any]:
+    meta_path = Path(path) / META_FILE
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"{path} is not a tagdistill model folder (no {META_FILE})")
+    meta = json.loads(meta_path.read_text())
+    if meta.get("format_version", FORMAT_VERSION) > FORMAT_VERSION:
+        raise ValueError(f"{path} was written by a newer tagdistill (format {meta['format_version']})")
+    return meta
+
+
+@torch.inference_mode()
+def student_predict(model: NeuralTagger, sentences: list[list[str]], batch_size: int = 64) -> list[list[str]]:
+    """IOB2 tags for pre-tokenized sentences; batches are length-sorted, order is kept."""
+    model.eval()
+    device = next(model.parameters()).device
+    labels = model.vocab.labels
+    order = sorted(range(len(sentences)), key=lambda i: len(sentences[i]))
+    out: list[list[str]] = [[] for _ in sentences]
+    for start in range(0, len(order), batch_size):
+        idx = [i for i in order[start : start + batch_size] if sentences[i]]
+        if not idx:
+            continue
+        words, cases, chars, mask = model.vocab.encode([sentences[i] for i in idx], device)
+        for i, ids in zip(idx, model.decode(model(words, cases, chars, mask), mask), strict=True):
+            out[i] = [labels[j] for j in ids]
+    return out
+
+
+class Tagger:
+    """A trained student (or teacher) that tags raw strings or pre-tokenized sentences."""
+
+    def __init__(self, kind: str, model: Any, labels: list[str], meta: dict[str, Any]) -> None:
+        self.kind = kind  # "student" or "teacher"
+        self.model = model
+        self.labels = labels
+        self.meta = meta
+
+    @classmethod
+    def load(cls, path: Path, device: str = "cpu") -> Tagger:
+        path = Path(path)
+        if not (path / META_FILE).is_file() and (path / "student" / META_FILE).is_file():
+            path = path / "student"  # a job folder
+        meta = read_meta(path)
+        if meta.get("kind") == "teacher":
+            from tagdistill.teacher import Teacher  # transformers is slow to import: only when needed
+
+            teacher = Teacher.load(path, torch.device(device))
+            return cls("teacher", teacher, teacher.labels, meta)
+        model = load_student(path, device)
+        return cls("student", model, model.vocab.labels, meta)
+
+    def tag(self, sentences: list[list[str]], batch_size: int = 64) -> list[list[str]]:
+        """IOB2 tags for pre-tokenized sentences."""
+        if self.kind == "teacher":
+            return self.model.predict(sentences, batch_size=batch_size)
+        return student_predict(self.model, sentences, batch_size=batch_size)
+
+    def predict(self, inputs: list[str] | list[list[str]], batch_size: int = 64) -> list[dict[str, Any]]:
+        """Tokens, tags and entity spans with character offsets, one result per input.
+
+        A string is tokenized with ``tagdistill.data.tokenize`` and offsets point into it; a
+        list of tokens is taken as is and offsets point into ``" ".join(tokens)``.
+        """
+        texts: list[str] = []
+        token_lists: list[list[str]] = []
+        offset_lists: list[list[tuple[int, int]]] = []
+        for item in inputs:
+            if isinstance(item, str):
+                tokens, offsets = tokenize(item)
+                text = item
+            else:
+                tokens, offsets, pos = list(item), [], 0
+                for tok in tokens:
+                    offsets.append((pos, pos + len(tok)))
+                    pos += len(tok) + 1
+                text = " ".join(tokens)
+            texts.append(text)
+            token_lists.append(tokens)
+            offset_lists.append(offsets)
+        results = []
+        for text, tokens, offsets, tags in zip(
+            texts, token_lists, offset_lists, self.tag(token_lists, batch_size), strict=True
+        ):
+            entities = []
+            for label, first, last in spans(tags):
+                start, end = offsets[first][0], offsets[last - 1][1]
+                entities.append({"text": text[start:end], "label": label, "start": start, "end": end})
+            results.append({"tokens": tokens, "tags": tags, "entities": entities})
+        return results

