@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from tagdistill.config import DataFiles, JobConfig
@@ -42,11 +43,12 @@ def run_job(cfg: JobConfig, files: DataFiles, work_dir: Path, progress: Progress
     timings: dict[str, float] = {}
 
     t0 = time.perf_counter()
+    teacher_dir = Path(cfg.teacher.path or work_dir / "teacher")
     teacher = obtain_teacher(cfg, data, work_dir, device, progress)
     timings["teacher"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    labeled, unlabeled = label_with_teacher(cfg, teacher, data, work_dir, progress)
+    labeled, unlabeled = label_with_teacher(cfg, teacher, teacher_dir, data, work_dir, progress)
     timings["labeling"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -58,7 +60,6 @@ def run_job(cfg: JobConfig, files: DataFiles, work_dir: Path, progress: Progress
 
     t0 = time.perf_counter()
     progress.stage("evaluating", 0)
-    teacher_dir = cfg.teacher.path or work_dir / "teacher"
     report = evaluate_pair(teacher, student, data, {"teacher": teacher_dir, "student": work_dir / "student"})
     timings["evaluating"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - started
@@ -93,14 +94,15 @@ def obtain_teacher(
 
 
 def label_with_teacher(
-    cfg: JobConfig, teacher: Teacher, data: Dataset, work_dir: Path, progress: Progress
+    cfg: JobConfig, teacher: Teacher, teacher_dir: Path, data: Dataset, work_dir: Path, progress: Progress
 ) -> tuple[list[Example], list[Example]]:
     """The student's examples: gold tags plus the teacher's cached logits (and pseudo-labels)."""
     label_id = {label: i for i, label in enumerate(data.labels)}
     unlabeled = data.unlabeled if cfg.distill.mode != "alone" else []
     logits: list[torch.Tensor | None] = [None] * (len(data.train) + len(unlabeled))
     if cfg.distill.mode != "alone":
-        logits = list(cached_logits(teacher, data.train + unlabeled, cfg, work_dir, progress))
+        sentences = data.train + unlabeled
+        logits = list(cached_logits(teacher, teacher_dir, sentences, cfg, work_dir, progress))
     labeled = [
         Example(s.tokens, [label_id[t] for t in s.tags], t)
         for s, t in zip(data.train, logits[: len(data.train)], strict=True)
@@ -113,20 +115,31 @@ def label_with_teacher(
 
 
 def cached_logits(
-    teacher: Teacher, sentences: list[Sentence], cfg: JobConfig, work_dir: Path, progress: Progress
+    teacher: Teacher,
+    teacher_dir: Path,
+    sentences: list[Sentence],
+    cfg: JobConfig,
+    work_dir: Path,
+    progress: Progress,
 ) -> list[torch.Tensor]:
-    """The teacher's word-level logits, computed once and kept in ``teacher_logits.safetensors``."""
+    """The teacher's word-level logits, computed once and kept in ``teacher_logits.safetensors``.
+
+    A stored file is used when it came from the same teacher folder and sentence lengths.
+    """
     path = work_dir / "teacher_logits.safetensors"
     lengths = [len(s.tokens) for s in sentences]
+    source = {"teacher": str(teacher_dir.resolve())}
     if path.is_file():
+        with safe_open(str(path), "pt") as f:
+            same_teacher = f.metadata() == source
         stored = load_file(str(path))
-        if stored["lengths"].tolist() == lengths:
+        if same_teacher and stored["lengths"].tolist() == lengths:
             progress.stage("labeling", 0)
             return list(torch.split(stored["logits"], lengths))
     progress.stage("labeling", -(-len(sentences) // cfg.teacher.eval_batch_size))
     logits = teacher.word_logits([s.tokens for s in sentences], cfg.teacher.eval_batch_size, progress)
     save_file(
-        {"logits": torch.cat(logits).contiguous(), "lengths": torch.tensor(lengths)}, str(path)
+        {"logits": torch.cat(logits).contiguous(), "lengths": torch.tensor(lengths)}, str(path), source
     )
     return logits
 

@@ -1,0 +1,1 @@
+"""The tagdistill REST service: datasets, distillation jobs, models and predictions over HTTP."""

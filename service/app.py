@@ -1,0 +1,34 @@
+"""The FastAPI app (``uvicorn service.app:app``): routers, error handlers, middleware."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+import tagdistill
+from service.errors import add_error_handlers
+from service.logs import setup_logging
+from service.middleware import AccessLog, BodyLimit
+from service.routes import datasets, health, jobs, models, predict
+from service.settings import get_settings
+
+MAX_JSON_BYTES = 16 << 20  # body limit of every route but the dataset upload
+
+
+def create_app() -> FastAPI:
+    settings = get_settings()
+    setup_logging(settings.log_level)
+    app = FastAPI(
+        title="tagdistill",
+        version=tagdistill.__version__,
+        description="Distil transformer token taggers into small, fast BiLSTM taggers.",
+    )
+    for module in (datasets, jobs, models, predict, health):
+        app.include_router(module.router)
+    add_error_handlers(app)
+    upload_limit = settings.max_upload_bytes
+    app.add_middleware(BodyLimit, limit=lambda path: upload_limit if path == "/datasets" else MAX_JSON_BYTES)
+    app.add_middleware(AccessLog)
+    return app
+
+
+app = create_app()

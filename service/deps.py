@@ -1,0 +1,43 @@
+"""Shared objects of the API process, as FastAPI dependencies (one instance per process)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Annotated
+
+from celery import Celery
+from fastapi import Depends
+
+from service.layout import DataDir
+from service.predictor import ModelCache
+from service.settings import Settings, get_settings
+from service.store import Store
+
+
+@lru_cache
+def get_store() -> Store:
+    s = get_settings()
+    return Store.from_url(s.redis_url, s.key_prefix)
+
+
+@lru_cache
+def get_data_dir() -> DataDir:
+    return DataDir(get_settings().data_dir)
+
+
+@lru_cache
+def get_models() -> ModelCache:
+    return ModelCache(get_settings().model_cache_size)
+
+
+def get_celery() -> Celery:
+    from worker.app import celery_app  # the app only; tasks are sent by name
+
+    return celery_app
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+StoreDep = Annotated[Store, Depends(get_store)]
+DataDirDep = Annotated[DataDir, Depends(get_data_dir)]
+ModelsDep = Annotated[ModelCache, Depends(get_models)]
+CeleryDep = Annotated[Celery, Depends(get_celery)]

@@ -1,0 +1,78 @@
+"""Where files lie in the data directory shared by the API and the workers.
+
+Records in Redis keep paths relative to this directory, so machines that mount it at
+different places (see the README) agree on them::
+
+    datasets/<dataset id>/train.conll ...   uploaded files, under names the service chooses
+    jobs/<job id>/                          a job's work_dir (teacher/, student/, report.json)
+    tmp/                                    uploads being validated
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from service.schemas import Dataset
+from tagdistill.config import DataFiles, JobConfig
+
+
+class PathError(ValueError):
+    """A path in a job config that the service will not use; ``field`` names it (``teacher.path``)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+class DataDir:
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root).resolve()
+
+    def dataset(self, dataset_id: str) -> Path:
+        return self.root / "datasets" / dataset_id
+
+    def job(self, job_id: str) -> Path:
+        return self.root / "jobs" / job_id
+
+    def tmp(self) -> Path:
+        path = self.root / "tmp"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def relative(self, path: Path) -> str:
+        return Path(path).resolve().relative_to(self.root).as_posix()
+
+    def resolve(self, relative: str | Path) -> Path:
+        """``relative`` (a path inside the data directory) as an absolute path; ValueError outside it."""
+        path = (self.root / relative).resolve()
+        if not path.is_relative_to(self.root):
+            raise ValueError(f"{relative} is outside the data directory")
+        return path
+
+    def dataset_files(self, ds: Dataset) -> DataFiles:
+        folder = self.dataset(ds.id)
+        return DataFiles(
+            **{split: folder / name for split, name in ds.files.items()},
+            format=ds.format, unlabeled_format=ds.unlabeled_format, tag_column=ds.tag_column,
+        )
+
+    def resolve_config(self, cfg: JobConfig) -> JobConfig:
+        """``cfg`` with its file paths (teacher.path, student.embeddings) made absolute in this directory.
+
+        PathError names the field whose path is outside the directory or missing.
+        """
+        teacher, student = cfg.teacher, cfg.student
+        for field, value in (("teacher.path", teacher.path), ("student.embeddings", student.embeddings)):
+            if value is None:
+                continue
+            try:
+                path = self.resolve(value)
+            except ValueError as exc:
+                raise PathError(field, f"{exc}; give a path relative to it") from None
+            if not path.exists():
+                raise PathError(field, f"{value} does not exist in the data directory")
+            if field == "teacher.path":
+                teacher = teacher.model_copy(update={"path": path})
+            else:
+                student = student.model_copy(update={"embeddings": path})
+        return cfg.model_copy(update={"teacher": teacher, "student": student})

@@ -1,0 +1,130 @@
+"""Distillation jobs: submit, follow, cancel."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+import anyio
+from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
+from sse_starlette import EventSourceResponse
+
+from service.deps import CeleryDep, DataDirDep, SettingsDep, StoreDep
+from service.errors import invalid
+from service.layout import PathError
+from service.schemas import TERMINAL, Event, Job, JobList, JobStatus
+from service.store import NotFound, Store
+from tagdistill.config import JobConfig
+from worker.celeryconfig import RUN_JOB
+
+router = APIRouter(prefix="/jobs", tags=["jobs"])
+log = logging.getLogger("tagdistill.api")
+
+STREAM_POLL_S = 0.5  # how often an event stream looks for new events
+
+
+@router.post("", status_code=202, response_model=Job)
+def create_job(
+    cfg: JobConfig,
+    response: Response,
+    store: StoreDep,
+    data: DataDirDep,
+    settings: SettingsDep,
+    celery: CeleryDep,
+    idempotency_key: Annotated[
+        str | None, Header(max_length=200, description="a retry with the same key returns the same job")
+    ] = None,
+) -> Job:
+    """Start a job; 202 with the queued job. Only dataset_id is required."""
+    if cfg.data is not None:
+        msg = "the service runs on uploaded datasets: POST /datasets, then give dataset_id"
+        raise invalid(["body", "data"], msg)
+    try:
+        data.resolve_config(cfg)
+    except PathError as exc:
+        raise invalid(["body", *exc.field.split(".")], str(exc)) from None
+    config = cfg.model_dump(mode="json")
+    fingerprint = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:32]
+    try:
+        job, created = store.create_job(
+            cfg.dataset_id, config, idempotency_key, fingerprint, settings.idempotency_ttl_s
+        )
+    except NotFound as exc:
+        raise invalid(["body", "dataset_id"], str(exc)) from None
+    if created:
+        try:
+            celery.send_task(RUN_JOB, args=[job.id], task_id=job.id, queue=settings.queue)
+        except Exception as exc:
+            store.finish_job(job.id, "failed", error=f"could not be queued: {exc}")
+            raise HTTPException(503, "the job queue is unreachable; try again shortly") from exc
+        log.info("job queued", extra={"job_id": job.id, "dataset_id": job.dataset_id})
+    else:
+        response.headers["Idempotent-Replayed"] = "true"
+    response.headers["Location"] = f"/jobs/{job.id}"
+    return job
+
+
+@router.get("", response_model=JobList)
+def list_jobs(
+    store: StoreDep,
+    settings: SettingsDep,
+    status: Annotated[JobStatus | None, Query(description="only jobs in this status")] = None,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> JobList:
+    """Jobs, newest first."""
+    store.reap_stale(settings.heartbeat_timeout_s)
+    try:
+        items, next_cursor = store.list_jobs(status, cursor, limit)
+    except ValueError as exc:
+        raise invalid(["query", "cursor"], str(exc)) from None
+    return JobList(items=items, next_cursor=next_cursor)
+
+
+@router.get("/{job_id}", response_model=Job)
+def get_job(job_id: str, store: StoreDep, settings: SettingsDep) -> Job:
+    """A job's status, stage, progress, latest metrics and, when done, its model id."""
+    store.reap_stale(settings.heartbeat_timeout_s)
+    return store.get_job(job_id)
+
+
+@router.post("/{job_id}/cancel", status_code=202, response_model=Job)
+def cancel_job(job_id: str, store: StoreDep) -> Job:
+    """Cancel a queued job, or ask a running one to stop (it does within seconds); 409 when finished."""
+    return store.request_cancel(job_id)
+
+
+@router.get(
+    "/{job_id}/events",
+    response_model=list[Event],
+    responses={200: {"content": {"text/event-stream": {}}, "description": "the events, or their stream"}},
+)
+def job_events(
+    job_id: str,
+    request: Request,
+    store: StoreDep,
+    after: Annotated[int, Query(ge=-1, description="only events with a larger seq")] = -1,
+    stream: Annotated[bool, Query(description="server-sent events until the job ends")] = False,
+) -> list[Event] | EventSourceResponse:
+    """The job's events in order (status, stage, progress, epoch, log); SSE with Accept: text/event-stream."""
+    store.get_job(job_id)  # 404 for an unknown job
+    if stream or "text/event-stream" in request.headers.get("accept", ""):
+        last = request.headers.get("last-event-id", "")
+        start = int(last) + 1 if last.isdigit() else after + 1
+        return EventSourceResponse(_stream(store, job_id, start))
+    return store.events(job_id, after + 1)
+
+
+async def _stream(store: Store, job_id: str, start: int) -> AsyncIterator[dict]:
+    while True:
+        job = await anyio.to_thread.run_sync(store.get_job, job_id)
+        events = await anyio.to_thread.run_sync(store.events, job_id, start)
+        for event in events:
+            yield {"id": str(event.seq), "event": event.type, "data": event.model_dump_json()}
+        start += len(events)
+        if job.status in TERMINAL and not events:
+            return
+        await anyio.sleep(STREAM_POLL_S)

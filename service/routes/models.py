@@ -1,0 +1,53 @@
+"""Trained models: their scores, sizes and speeds, and the student's files."""
+
+from __future__ import annotations
+
+import os
+import tarfile
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from fastapi.responses import FileResponse
+
+from service.deps import DataDirDep, StoreDep
+from service.errors import invalid
+from service.schemas import Model, ModelList
+from service.store import NotFound
+
+router = APIRouter(prefix="/models", tags=["models"])
+
+
+@router.get("", response_model=ModelList)
+def list_models(
+    store: StoreDep,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> ModelList:
+    """Models, newest first."""
+    try:
+        items, next_cursor = store.list_models(cursor, limit)
+    except ValueError as exc:
+        raise invalid(["query", "cursor"], str(exc)) from None
+    return ModelList(items=items, next_cursor=next_cursor)
+
+
+@router.get("/{model_id}", response_model=Model)
+def get_model(model_id: str, store: StoreDep) -> Model:
+    """Teacher and student F1 (overall and per type), sizes, words/s, speedup and the job config."""
+    return store.get_model(model_id)
+
+
+@router.get("/{model_id}/download", response_class=FileResponse)
+def download_model(model_id: str, store: StoreDep, data: DataDirDep) -> FileResponse:
+    """The student's folder as a .tar.gz (load it with tagdistill.tagger.Tagger.load)."""
+    model = store.get_model(model_id)
+    student = data.resolve(model.student_path)
+    if not student.is_dir():
+        raise NotFound(f"the files of model {model.id} are not in this data directory ({model.student_path})")
+    archive = student.parent / "student.tar.gz"
+    if not archive.is_file():  # built once; written aside and renamed, so a reader never sees half
+        partial = archive.with_name(f".{archive.name}.{os.getpid()}")
+        with tarfile.open(partial, "w:gz") as tar:
+            tar.add(student, arcname=f"{model.id}")
+        partial.replace(archive)
+    return FileResponse(archive, media_type="application/gzip", filename=f"{model.id}.tar.gz")

@@ -1,0 +1,160 @@
+"""Records kept in Redis and the bodies of requests and responses.
+
+A job is created from a ``JobConfig`` (the CLI's schema) and kept as a ``Job`` record;
+datasets and models likewise. The records are what the API returns.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from tagdistill.config import DataFormat
+
+JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+TERMINAL: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Dataset(BaseModel):
+    id: str
+    name: str | None = None  # free text given at upload
+    created_at: datetime
+    files: dict[str, str]  # split -> file name inside the dataset folder ("train" -> "train.conll")
+    format: DataFormat  # format of train/dev/test
+    unlabeled_format: DataFormat
+    tag_column: int
+    size_bytes: int
+    stats: dict[str, Any]  # tagdistill.data.dataset_stats: sentences, tokens, entities per split, labels
+
+
+class DatasetList(BaseModel):
+    items: list[Dataset]
+    next_cursor: str | None
+
+
+class JobProgress(BaseModel):
+    stage: str | None = None  # one of tagdistill.progress.STAGES
+    step: int = 0  # steps done in this stage
+    total: int = 0  # steps in this stage (0: unknown)
+    epoch: int | None = None  # last finished epoch of this stage
+    fraction: float = 0.0  # of the whole job, 0..1 (stages weighted by their usual cost)
+    eta_s: float | None = None  # seconds left, extrapolated from the time spent so far
+    values: dict[str, float] = {}  # running figures of the last step (loss, ...)
+
+
+class Job(BaseModel):
+    id: str
+    status: JobStatus
+    dataset_id: str
+    config: dict[str, Any]  # the JobConfig as submitted
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    stage: str | None = None
+    progress: JobProgress = JobProgress()
+    metrics: dict[str, Any] = {}  # stage -> its latest epoch metrics; "report" once done
+    error: str | None = None
+    model_id: str | None = None
+    worker: str | None = None  # the Celery worker that runs (or ran) it
+    heartbeat_at: datetime | None = None  # last sign of life of that worker
+    cancel_requested: bool = False
+    attempts: int = 0
+    seq: int = 0  # creation order, the pagination key
+
+
+class JobList(BaseModel):
+    items: list[Job]
+    next_cursor: str | None
+
+
+class Event(BaseModel):
+    seq: int  # position in the job's event list, from 0
+    time: datetime
+    type: Literal["status", "stage", "progress", "epoch", "log"]
+    data: dict[str, Any]
+
+
+class Model(BaseModel):
+    id: str
+    job_id: str
+    dataset_id: str
+    created_at: datetime
+    labels: list[str]
+    student_path: str  # relative to the data directory
+    teacher_path: str  # relative to the data directory; reusable as a job's teacher.path
+    teacher: dict[str, Any]  # dev/test entity scores (overall and per type), parameters, bytes, words/s
+    student: dict[str, Any]
+    speedup: dict[str, float | None]  # student words/s over teacher words/s, per batch size
+    seconds: dict[str, float]  # wall time per stage
+    device: str
+    config: dict[str, Any]
+
+
+class ModelList(BaseModel):
+    items: list[Model]
+    next_cursor: str | None
+
+
+class PredictRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model_id: str | None = None  # default: the newest model
+    texts: list[str] | None = None  # raw strings, tokenized by the engine
+    tokens: list[list[str]] | None = None  # pre-tokenized sentences
+    use_teacher: bool = False  # tag with the job's transformer teacher instead (slower)
+
+    @model_validator(mode="after")
+    def _one_input(self) -> PredictRequest:
+        if (self.texts is None) == (self.tokens is None):
+            raise ValueError("give exactly one of 'texts' or 'tokens'")
+        items = self.texts if self.texts is not None else self.tokens
+        if not items:
+            raise ValueError("nothing to tag: the list is empty")
+        for i, item in enumerate(items):
+            if isinstance(item, str) and not item.strip():
+                raise ValueError(f"texts[{i}] is empty")
+            if isinstance(item, list) and (not item or any(not t.strip() or t != t.strip() for t in item)):
+                raise ValueError(f"tokens[{i}] is empty or holds an empty or space-padded token")
+        return self
+
+
+class Entity(BaseModel):
+    text: str
+    label: str
+    start: int  # character offset into the input text
+    end: int
+
+
+class PredictResult(BaseModel):
+    tokens: list[str]
+    tags: list[str]
+    entities: list[Entity]
+
+
+class PredictResponse(BaseModel):
+    model_id: str
+    model: Literal["student", "teacher"]
+    note: str | None = None  # set when the slower teacher answered
+    elapsed_ms: float
+    results: list[PredictResult]
+
+
+class WorkerInfo(BaseModel):
+    name: str
+    last_seen: datetime
+    info: dict[str, Any] = Field(default_factory=dict)
+
+
+class Health(BaseModel):
+    status: Literal["ok", "degraded"]
+    redis: bool
+    workers: list[WorkerInfo]
+    queue: str
+    version: str

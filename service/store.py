@@ -1,0 +1,354 @@
+"""Every Redis key of the service, owned by one class.
+
+Records are Redis hashes with one JSON-encoded value per field, so progress updates touch
+only their own fields. Keys, under ``settings.key_prefix`` (``p``)::
+
+    p seq                        counter: creation order of datasets, jobs and models
+    p dataset:<id>               hash   Dataset          p datasets       zset id -> seq
+    p dataset:<id>:jobs          set    unfinished jobs that read the dataset (DELETE waits for none)
+    p job:<id>                   hash   Job              p jobs           zset id -> seq
+    p jobs:<status>              zset   id -> seq, one per status (the listing filter)
+    p job:<id>:events            list   Event JSON, oldest first
+    p model:<id>                 hash   Model            p models         zset id -> seq
+    p idem:<key>                 string "<job id> <body fingerprint>", expires after idempotency_ttl_s
+    p workers                    zset   worker name -> last seen (unix time)
+    p worker:<name>              string worker info JSON, expires after heartbeat_timeout_s
+
+Status changes are optimistic transactions (WATCH/MULTI), so a cancel and a worker that
+claims the job, or a DELETE of a dataset and a new job on it, cannot both win.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Iterable
+from datetime import datetime, timezone
+from typing import Any, TypeVar
+
+import redis
+from pydantic import BaseModel
+from pydantic_core import to_jsonable_python
+
+from service.schemas import TERMINAL, Dataset, Event, Job, Model, WorkerInfo, utcnow
+
+R = TypeVar("R", bound=BaseModel)
+
+
+class NotFound(LookupError):
+    """No record with that id."""
+
+
+class Conflict(RuntimeError):
+    """The record is in a state that forbids the request."""
+
+
+class IdempotencyMismatch(ValueError):
+    """An Idempotency-Key was sent again with a different body."""
+
+
+def _encode(fields: dict[str, Any]) -> dict[str, str]:
+    return {k: json.dumps(to_jsonable_python(v)) for k, v in fields.items()}
+
+
+def _decode(raw: dict[str, str]) -> dict[str, Any]:
+    return {k: json.loads(v) for k, v in raw.items()}
+
+
+def _dump(model: BaseModel) -> dict[str, Any]:
+    return model.model_dump(mode="json")
+
+
+class Store:
+    def __init__(self, client: redis.Redis, prefix: str) -> None:
+        self.r = client
+        self.p = prefix
+
+    @classmethod
+    def from_url(cls, url: str, prefix: str) -> Store:
+        client = redis.Redis.from_url(
+            url, decode_responses=True, socket_timeout=10, socket_connect_timeout=3, health_check_interval=30
+        )
+        return cls(client, prefix)
+
+    def ping(self) -> bool:
+        try:
+            return bool(self.r.ping())
+        except redis.RedisError:
+            return False
+
+    def new_id(self, kind: str) -> str:
+        return f"{kind}_{secrets.token_hex(6)}"
+
+    def _seq(self) -> int:
+        return int(self.r.incr(self.p + "seq"))
+
+    def _read(self, key: str, model: type[R]) -> R | None:
+        raw = self.r.hgetall(key)
+        return model.model_validate(_decode(raw)) if raw else None
+
+    def _page(self, index: str, cursor: str | None, limit: int) -> tuple[list[str], str | None]:
+        """Ids newest first, after ``cursor`` (the seq of the last id of the previous page)."""
+        if cursor is not None and not cursor.isdigit():
+            raise ValueError(f"cursor {cursor!r} is not one this API returned")
+        top = f"({cursor}" if cursor is not None else "+inf"
+        rows = self.r.zrevrangebyscore(index, top, "-inf", start=0, num=limit + 1, withscores=True)
+        ids = [member for member, _ in rows[:limit]]
+        next_cursor = str(int(rows[limit - 1][1])) if len(rows) > limit else None
+        return ids, next_cursor
+
+    def _many(self, prefix: str, ids: Iterable[str], model: type[R]) -> list[R]:
+        pipe = self.r.pipeline(transaction=False)
+        for i in ids:
+            pipe.hgetall(self.p + prefix + i)
+        return [model.model_validate(_decode(raw)) for raw in pipe.execute() if raw]
+
+    # datasets
+
+    def add_dataset(self, ds: Dataset) -> None:
+        seq = self._seq()
+        with self.r.pipeline() as pipe:
+            pipe.hset(self.p + f"dataset:{ds.id}", mapping=_encode(_dump(ds)))
+            pipe.zadd(self.p + "datasets", {ds.id: seq})
+            pipe.execute()
+
+    def get_dataset(self, dataset_id: str) -> Dataset:
+        ds = self._read(self.p + f"dataset:{dataset_id}", Dataset)
+        if ds is None:
+            raise NotFound(f"no dataset {dataset_id!r}")
+        return ds
+
+    def list_datasets(self, cursor: str | None, limit: int) -> tuple[list[Dataset], str | None]:
+        ids, next_cursor = self._page(self.p + "datasets", cursor, limit)
+        return self._many("dataset:", ids, Dataset), next_cursor
+
+    def delete_dataset(self, dataset_id: str) -> None:
+        """Forget a dataset; Conflict while an unfinished job reads it."""
+        key, users = self.p + f"dataset:{dataset_id}", self.p + f"dataset:{dataset_id}:jobs"
+
+        def tx(pipe: redis.client.Pipeline) -> None:
+            if not pipe.exists(key):
+                raise NotFound(f"no dataset {dataset_id!r}")
+            busy = sorted(pipe.smembers(users))
+            if busy:
+                raise Conflict(f"dataset {dataset_id} is used by unfinished job(s) {', '.join(busy)}")
+            pipe.multi()
+            pipe.delete(key)
+            pipe.zrem(self.p + "datasets", dataset_id)
+
+        self.r.transaction(tx, key, users)
+
+    # jobs
+
+    def create_job(
+        self,
+        dataset_id: str,
+        config: dict[str, Any],
+        idempotency_key: str | None,
+        fingerprint: str,
+        ttl_s: int,
+    ) -> tuple[Job, bool]:
+        """A new queued job, or (with an Idempotency-Key seen before) the job it made; True when new."""
+        ds_key, idem = self.p + f"dataset:{dataset_id}", self.p + f"idem:{idempotency_key}"
+        now = utcnow()
+        job = Job(
+            id=self.new_id("job"), status="queued", dataset_id=dataset_id, config=config,
+            created_at=now, updated_at=now, seq=self._seq(),
+        )
+
+        def tx(pipe: redis.client.Pipeline) -> Job | None:
+            if idempotency_key is not None:
+                seen = pipe.get(idem)
+                if seen is not None:
+                    job_id, _, seen_fingerprint = seen.partition(" ")
+                    if seen_fingerprint != fingerprint:
+                        raise IdempotencyMismatch(
+                            f"Idempotency-Key {idempotency_key!r} was used for job {job_id} "
+                            "with a different body"
+                        )
+                    return None
+            if not pipe.exists(ds_key):
+                raise NotFound(f"no dataset {dataset_id!r}")
+            pipe.multi()
+            pipe.hset(self.p + f"job:{job.id}", mapping=_encode(_dump(job)))
+            pipe.zadd(self.p + "jobs", {job.id: job.seq})
+            pipe.zadd(self.p + "jobs:queued", {job.id: job.seq})
+            pipe.sadd(self.p + f"dataset:{dataset_id}:jobs", job.id)
+            if idempotency_key is not None:
+                pipe.set(idem, f"{job.id} {fingerprint}", ex=ttl_s)
+            self._event(pipe, job.id, "status", {"status": "queued"})
+            return job
+
+        watched = [ds_key, idem] if idempotency_key is not None else [ds_key]
+        created = self.r.transaction(tx, *watched, value_from_callable=True)
+        if created is not None:
+            return created, True
+        job_id = self.r.get(idem).partition(" ")[0]
+        return self.get_job(job_id), False
+
+    def get_job(self, job_id: str) -> Job:
+        job = self._read(self.p + f"job:{job_id}", Job)
+        if job is None:
+            raise NotFound(f"no job {job_id!r}")
+        return job
+
+    def list_jobs(self, status: str | None, cursor: str | None, limit: int) -> tuple[list[Job], str | None]:
+        index = self.p + (f"jobs:{status}" if status else "jobs")
+        ids, next_cursor = self._page(index, cursor, limit)
+        return self._many("job:", ids, Job), next_cursor
+
+    def transition(
+        self, job_id: str, allowed: Iterable[str], status: str | None, **fields: Any
+    ) -> tuple[Job, bool]:
+        """Set ``fields`` (and move to ``status``) if the job's status is in ``allowed``.
+
+        Returns the job as it is afterwards and whether it changed.
+        """
+        key = self.p + f"job:{job_id}"
+        allowed = set(allowed)
+
+        def tx(pipe: redis.client.Pipeline) -> tuple[Job, bool]:
+            raw = pipe.hgetall(key)
+            if not raw:
+                raise NotFound(f"no job {job_id!r}")
+            job = Job.model_validate(_decode(raw))
+            if job.status not in allowed:
+                return job, False
+            now = utcnow()
+            changes: dict[str, Any] = {**fields, "updated_at": now}
+            if status is not None and status != job.status:
+                changes["status"] = status
+                if status in TERMINAL:
+                    changes["finished_at"] = now
+            after = job.model_copy(update=changes)
+            pipe.multi()
+            pipe.hset(key, mapping=_encode(changes))
+            if status is not None and status != job.status:
+                pipe.zrem(self.p + f"jobs:{job.status}", job_id)
+                pipe.zadd(self.p + f"jobs:{status}", {job_id: job.seq})
+                if status in TERMINAL:
+                    pipe.srem(self.p + f"dataset:{job.dataset_id}:jobs", job_id)
+                event = {"status": status, **({"error": fields["error"]} if fields.get("error") else {})}
+                self._event(pipe, job_id, "status", event)
+            return after, True
+
+        return self.r.transaction(tx, key, value_from_callable=True)
+
+    def claim_job(self, job_id: str, worker: str) -> Job | None:
+        """Mark a queued job running on ``worker``; None when it is not queued (cancelled, taken)."""
+        now = utcnow()
+        job = self.get_job(job_id)
+        after, changed = self.transition(
+            job_id, {"queued"}, "running", worker=worker, started_at=now, heartbeat_at=now,
+            attempts=job.attempts + 1,
+        )
+        return after if changed else None
+
+    def finish_job(self, job_id: str, status: str, **fields: Any) -> Job:
+        return self.transition(job_id, {"queued", "running"}, status, **fields)[0]
+
+    def request_cancel(self, job_id: str) -> Job:
+        """Cancel a queued job at once; ask a running one to stop. Conflict when already finished."""
+        job, changed = self.transition(job_id, {"queued"}, "cancelled", cancel_requested=True)
+        if not changed:
+            job, changed = self.transition(job_id, {"running"}, None, cancel_requested=True)
+            if changed:
+                self.add_event(job_id, "log", {"message": "cancel requested"})
+        if not changed and job.status in TERMINAL:
+            raise Conflict(f"job {job_id} already {job.status}")
+        return job
+
+    def update_job(self, job_id: str, **fields: Any) -> None:
+        """Overwrite fields of a job record (progress, metrics): no status change."""
+        self.r.hset(self.p + f"job:{job_id}", mapping=_encode({**fields, "updated_at": utcnow()}))
+
+    def heartbeat(self, job_id: str) -> bool:
+        """Record that the job's worker is alive; True when a cancel was requested."""
+        key = self.p + f"job:{job_id}"
+        with self.r.pipeline() as pipe:
+            pipe.hset(key, mapping=_encode({"heartbeat_at": utcnow()}))
+            pipe.hget(key, "cancel_requested")
+            _, cancel = pipe.execute()
+        return bool(cancel and json.loads(cancel))
+
+    def reap_stale(self, timeout_s: float) -> list[str]:
+        """Fail running jobs whose worker has not reported for ``timeout_s``; their ids."""
+        limit = time.time() - timeout_s
+        failed = []
+        for job_id in self.r.zrange(self.p + "jobs:running", 0, -1):
+            beat = self.r.hget(self.p + f"job:{job_id}", "heartbeat_at")
+            if beat is None or datetime.fromisoformat(json.loads(beat)).timestamp() >= limit:
+                continue
+            job = self.get_job(job_id)
+            seen = job.heartbeat_at.timestamp() if job.heartbeat_at else limit
+            error = f"worker {job.worker} lost: no heartbeat for {time.time() - seen:.0f} s"
+            _, changed = self.transition(job_id, {"running"}, "failed", error=error)
+            if changed:
+                failed.append(job_id)
+        return failed
+
+    # events
+
+    def _event(self, pipe: redis.client.Pipeline, job_id: str, kind: str, data: dict[str, Any]) -> None:
+        record = {"time": utcnow().isoformat(), "type": kind, "data": data}
+        pipe.rpush(self.p + f"job:{job_id}:events", json.dumps(record))
+
+    def add_event(self, job_id: str, kind: str, data: dict[str, Any]) -> None:
+        self._event(self.r, job_id, kind, data)
+
+    def events(self, job_id: str, start: int = 0) -> list[Event]:
+        rows = self.r.lrange(self.p + f"job:{job_id}:events", start, -1)
+        return [Event(seq=start + i, **json.loads(row)) for i, row in enumerate(rows)]
+
+    # models
+
+    def add_model(self, model: Model) -> None:
+        seq = self._seq()
+        with self.r.pipeline() as pipe:
+            pipe.hset(self.p + f"model:{model.id}", mapping=_encode(_dump(model)))
+            pipe.zadd(self.p + "models", {model.id: seq})
+            pipe.execute()
+
+    def get_model(self, model_id: str | None) -> Model:
+        """The model ``model_id``, or the newest one when None."""
+        if model_id is None:
+            newest = self.r.zrevrange(self.p + "models", 0, 0)
+            if not newest:
+                raise NotFound("no model yet: run a job first")
+            model_id = newest[0]
+        model = self._read(self.p + f"model:{model_id}", Model)
+        if model is None:
+            raise NotFound(f"no model {model_id!r}")
+        return model
+
+    def list_models(self, cursor: str | None, limit: int) -> tuple[list[Model], str | None]:
+        ids, next_cursor = self._page(self.p + "models", cursor, limit)
+        return self._many("model:", ids, Model), next_cursor
+
+    # workers
+
+    def worker_seen(self, name: str, info: dict[str, Any], ttl_s: float) -> None:
+        with self.r.pipeline() as pipe:
+            pipe.zadd(self.p + "workers", {name: time.time()})
+            pipe.set(self.p + f"worker:{name}", json.dumps(info), ex=max(1, int(ttl_s)))
+            pipe.execute()
+
+    def worker_gone(self, name: str) -> None:
+        with self.r.pipeline() as pipe:
+            pipe.zrem(self.p + "workers", name)
+            pipe.delete(self.p + f"worker:{name}")
+            pipe.execute()
+
+    def live_workers(self, timeout_s: float) -> list[WorkerInfo]:
+        now = time.time()
+        self.r.zremrangebyscore(self.p + "workers", "-inf", now - 24 * 3600)  # long gone
+        rows = self.r.zrangebyscore(self.p + "workers", now - timeout_s, "+inf", withscores=True)
+        infos = self.r.mget([self.p + f"worker:{name}" for name, _ in rows]) if rows else []
+        return [
+            WorkerInfo(
+                name=name, last_seen=datetime.fromtimestamp(seen, timezone.utc), info=json.loads(info or "{}")
+            )
+            for (name, seen), info in zip(rows, infos, strict=True)
+        ]
+

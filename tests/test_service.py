@@ -1,0 +1,363 @@
+"""The service through real HTTP, with a real Redis and a real Celery worker process (see conftest)."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from builders import SAMPLE
+from conftest import upload_sample, wait_for
+
+KNOWN = "Researchers at Osaka University said they had found a new species of frog in the Andes ."
+KNOWN_ENTITIES = [
+    {"text": "Osaka University", "label": "ORG", "start": 15, "end": 31},
+    {"text": "Andes", "label": "LOC", "start": 81, "end": 86},
+]
+
+
+def fast_job(dataset_id: str, teacher: Path, **teacher_overrides: Any) -> dict[str, Any]:
+    """A job that runs every stage in well under a minute on one core: tiny teacher, small student."""
+    return {
+        "dataset_id": dataset_id,
+        "teacher": {"base_model": str(teacher), "epochs": 1, "learning_rate": 3e-3, **teacher_overrides},
+        "student": {"hidden": 100},
+        "distill": {"mode": "kd", "epochs": 6, "learning_rate": 5e-3, "distill_weight": 0.1},
+        "device": "cpu",
+    }
+
+
+def slow_job(dataset_id: str, teacher: Path) -> dict[str, Any]:
+    """A job that stays in teacher training for minutes unless cancelled."""
+    return fast_job(dataset_id, teacher, epochs=500)
+
+
+def wait_status(client: httpx.Client, job_id: str, statuses: set[str], timeout_s: float) -> dict[str, Any]:
+    def check() -> dict[str, Any] | None:
+        job = client.get(f"/jobs/{job_id}").json()
+        if job["status"] not in statuses and job["status"] in {"succeeded", "failed", "cancelled"}:
+            pytest.fail(f"job {job_id} ended {job['status']} ({job['error']}), expected {statuses}")
+        return job if job["status"] in statuses else None
+
+    return wait_for(check, timeout_s, f"job {job_id} to be {'/'.join(sorted(statuses))}", every_s=0.5)
+
+
+@pytest.fixture(scope="module")
+def trained(api: str, dataset: dict[str, Any], tiny_teacher: Path) -> dict[str, Any]:
+    """A job run to success through the API; its final record."""
+    with httpx.Client(base_url=api, timeout=60) as client:
+        response = client.post("/jobs", json=fast_job(dataset["id"], tiny_teacher))
+        assert response.status_code == 202, response.text
+        job = response.json()
+        assert job["status"] == "queued"
+        assert response.headers["location"] == f"/jobs/{job['id']}"
+        return wait_status(client, job["id"], {"succeeded"}, 300)
+
+
+def test_health_sees_redis_and_the_worker(client: httpx.Client, worker: str) -> None:
+    health = client.get("/health").json()
+    assert health["status"] == "ok" and health["redis"] is True
+    assert worker in [w["name"] for w in health["workers"]]
+    assert health["version"]
+
+
+def test_upload_reports_statistics(client: httpx.Client, dataset: dict[str, Any]) -> None:
+    stats = dataset["stats"]
+    assert stats["scheme"] == "IOB2"
+    assert stats["entity_types"] == ["LOC", "MISC", "ORG", "PER"]
+    assert stats["splits"]["train"]["sentences"] == 400
+    assert set(dataset["files"]) == {"train", "dev", "test", "unlabeled"}
+    assert client.get(f"/datasets/{dataset['id']}").json() == dataset
+    listed = client.get("/datasets", params={"limit": 100}).json()["items"]
+    assert dataset["id"] in [d["id"] for d in listed]
+
+
+def test_job_runs_to_success_and_its_student_tags(
+    client: httpx.Client, trained: dict[str, Any], dataset: dict[str, Any]
+) -> None:
+    assert trained["progress"]["fraction"] == 1.0
+    assert trained["started_at"] and trained["finished_at"] and trained["attempts"] == 1
+    assert {"teacher", "student", "report"} <= set(trained["metrics"])
+    model = client.get(f"/models/{trained['model_id']}").json()
+    assert model["job_id"] == trained["id"] and model["dataset_id"] == dataset["id"]
+    assert model["student"]["test"]["f1"] > 0.5  # the student learns the sample data from gold + teacher
+    assert set(model["student"]["test"]["per_type"]) <= {"LOC", "MISC", "ORG", "PER"}
+    assert model["speedup"]["batch_32"] > 0 and model["teacher"]["parameters"] > 0
+
+    response = client.post("/predict", json={"model_id": model["id"], "texts": [KNOWN]})
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert result["model"] == "student" and result["note"] is None
+    assert result["results"][0]["entities"] == KNOWN_ENTITIES
+    for entity in result["results"][0]["entities"]:
+        assert KNOWN[entity["start"] : entity["end"]] == entity["text"]
+
+    # the same from tokens, and from the default (newest) model
+    tokens = client.post("/predict", json={"tokens": [KNOWN.split()]}).json()
+    assert tokens["model_id"] == model["id"]
+    assert tokens["results"][0]["entities"] == KNOWN_ENTITIES
+
+
+def test_teacher_predictions_are_marked_slower(client: httpx.Client, trained: dict[str, Any]) -> None:
+    body = {"model_id": trained["model_id"], "texts": [KNOWN], "use_teacher": True}
+    response = client.post("/predict", json=body)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["model"] == "teacher" and "slower" in body["note"]
+    assert body["results"][0]["tokens"] == KNOWN.split()
+
+
+def test_events_are_ordered_and_streamed(client: httpx.Client, trained: dict[str, Any]) -> None:
+    events = client.get(f"/jobs/{trained['id']}/events").json()
+    assert [e["seq"] for e in events] == list(range(len(events)))
+    stages = [e["data"]["stage"] for e in events if e["type"] == "stage"]
+    assert stages == ["teacher", "labeling", "student", "evaluating"]
+    statuses = [e["data"]["status"] for e in events if e["type"] == "status"]
+    assert statuses == ["queued", "running", "succeeded"]
+    assert any(e["type"] == "epoch" and e["data"]["stage"] == "student" for e in events)
+
+    # the job has ended, so the stream sends everything and closes
+    with client.stream("GET", f"/jobs/{trained['id']}/events", headers={"Accept": "text/event-stream"}) as r:
+        assert r.headers["content-type"].startswith("text/event-stream")
+        ids = [int(line[3:].strip()) for line in r.iter_lines() if line.startswith("id:")]
+    assert ids == [e["seq"] for e in events]
+    tail = client.get(f"/jobs/{trained['id']}/events", params={"after": len(events) - 2}).json()
+    assert [e["seq"] for e in tail] == [len(events) - 1]
+
+
+def test_download_holds_a_loadable_student(
+    client: httpx.Client, trained: dict[str, Any], tmp_path: Path
+) -> None:
+    from tagdistill.tagger import Tagger
+
+    response = client.get(f"/models/{trained['model_id']}/download")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/gzip"
+    with tarfile.open(fileobj=io.BytesIO(response.content), mode="r:gz") as tar:
+        tar.extractall(tmp_path, filter="data")
+    tagger = Tagger.load(tmp_path / trained["model_id"])
+    assert tagger.predict([KNOWN])[0]["entities"] == KNOWN_ENTITIES
+
+
+def test_idempotent_retry_returns_the_same_job(
+    client: httpx.Client, dataset: dict[str, Any], tiny_teacher: Path
+) -> None:
+    body = slow_job(dataset["id"], tiny_teacher)
+    headers = {"Idempotency-Key": f"retry-{time.time_ns()}"}
+    first = client.post("/jobs", json=body, headers=headers)
+    again = client.post("/jobs", json=body, headers=headers)
+    assert first.status_code == again.status_code == 202
+    assert again.json()["id"] == first.json()["id"]
+    assert again.headers["idempotent-replayed"] == "true"
+    other = client.post("/jobs", json={**body, "seed": 99}, headers=headers)
+    assert other.status_code == 422
+    assert other.json()["detail"][0]["loc"] == ["header", "Idempotency-Key"]
+    ids = [j["id"] for j in client.get("/jobs", params={"limit": 100}).json()["items"]]
+    assert ids.count(first.json()["id"]) == 1
+    client.post(f"/jobs/{first.json()['id']}/cancel")
+    wait_status(client, first.json()["id"], {"cancelled"}, 30)
+
+
+def test_listing_pages_newest_first_and_filters(
+    client: httpx.Client, dataset: dict[str, Any], tiny_teacher: Path
+) -> None:
+    made = [client.post("/jobs", json=slow_job(dataset["id"], tiny_teacher)).json()["id"] for _ in range(3)]
+    for job_id in made:
+        assert client.post(f"/jobs/{job_id}/cancel").status_code == 202
+    for job_id in made:
+        wait_status(client, job_id, {"cancelled"}, 30)
+
+    seen, cursor = [], None
+    while True:
+        params = {"limit": 2, "status": "cancelled", **({"cursor": cursor} if cursor else {})}
+        page = client.get("/jobs", params=params).json()
+        assert len(page["items"]) <= 2
+        assert all(j["status"] == "cancelled" for j in page["items"])
+        seen += [j["id"] for j in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert len(seen) == len(set(seen))
+    assert [j for j in seen if j in made] == made[::-1]  # newest first
+    running = client.get("/jobs", params={"status": "running", "limit": 100}).json()["items"]
+    assert not set(made) & {j["id"] for j in running}
+    assert client.get("/jobs", params={"cursor": "garbage"}).status_code == 422
+    assert client.get("/jobs", params={"status": "sleeping"}).status_code == 422
+
+
+def test_cancel_stops_a_running_job_and_frees_the_worker(
+    client: httpx.Client, dataset: dict[str, Any], tiny_teacher: Path
+) -> None:
+    job = client.post("/jobs", json=slow_job(dataset["id"], tiny_teacher)).json()
+
+    def training() -> bool:
+        j = client.get(f"/jobs/{job['id']}").json()
+        return j["status"] == "running" and j["progress"]["step"] > 0
+
+    wait_for(training, 120, "the job to be training", every_s=0.5)
+    asked = time.monotonic()
+    response = client.post(f"/jobs/{job['id']}/cancel")
+    assert response.status_code == 202 and response.json()["cancel_requested"] is True
+    done = wait_status(client, job["id"], {"cancelled"}, 15)
+    assert time.monotonic() - asked < 15
+    assert done["finished_at"] is not None and done["model_id"] is None
+    assert client.post(f"/jobs/{job['id']}/cancel").status_code == 409
+
+    # the worker takes the next job
+    following = client.post("/jobs", json=slow_job(dataset["id"], tiny_teacher)).json()
+    wait_status(client, following["id"], {"running"}, 60)
+    client.post(f"/jobs/{following['id']}/cancel")
+    wait_status(client, following["id"], {"cancelled"}, 15)
+
+
+def test_dataset_delete_is_refused_while_a_job_uses_it(client: httpx.Client, tiny_teacher: Path) -> None:
+    ds = upload_sample(client).json()
+    job = client.post("/jobs", json=slow_job(ds["id"], tiny_teacher)).json()
+    refused = client.delete(f"/datasets/{ds['id']}")
+    assert refused.status_code == 409
+    assert job["id"] in refused.json()["detail"]
+    client.post(f"/jobs/{job['id']}/cancel")
+    wait_status(client, job["id"], {"cancelled"}, 30)
+    assert client.delete(f"/datasets/{ds['id']}").status_code == 204
+    assert client.get(f"/datasets/{ds['id']}").status_code == 404
+    late = client.post("/jobs", json={"dataset_id": ds["id"]})
+    assert late.status_code == 422 and late.json()["detail"][0]["loc"] == ["body", "dataset_id"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/jobs/job_nope"),
+        ("POST", "/jobs/job_nope/cancel"),
+        ("GET", "/jobs/job_nope/events"),
+        ("GET", "/datasets/ds_nope"),
+        ("DELETE", "/datasets/ds_nope"),
+        ("GET", "/models/mdl_nope"),
+        ("GET", "/models/mdl_nope/download"),
+    ],
+)
+def test_unknown_ids_are_404(client: httpx.Client, method: str, path: str) -> None:
+    response = client.request(method, path)
+    assert response.status_code == 404
+    assert "nope" in response.json()["detail"]
+
+
+def test_predict_with_an_unknown_model_is_404(client: httpx.Client) -> None:
+    response = client.post("/predict", json={"model_id": "mdl_nope", "texts": ["Paris"]})
+    assert response.status_code == 404 and "mdl_nope" in response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("change", "loc", "words"),
+    [
+        ({"teacher": {"epoch": 3}}, ["body", "teacher", "epoch"], "Extra inputs are not permitted"),
+        ({"distill": {"epochs": -1}}, ["body", "distill", "epochs"], "greater than or equal"),
+        ({"distill": {"temperature": 0}}, ["body", "distill", "temperature"], "greater than 0"),
+        ({"distill": {"mode": "magic"}}, ["body", "distill", "mode"], "alone"),
+        ({"dataset_id": "ds_missing"}, ["body", "dataset_id"], "no dataset 'ds_missing'"),
+        ({"dataset_id": None}, ["body"], "a job needs a dataset_id"),
+        ({"data": {"train": "/etc/passwd", "dev": "/etc/passwd"}}, ["body", "data"], "POST /datasets"),
+        ({"teacher": {"path": "../../etc"}}, ["body", "teacher", "path"], "outside the data directory"),
+        ({"teacher": {"path": "jobs/none"}}, ["body", "teacher", "path"], "does not exist"),
+    ],
+)
+def test_bad_configs_are_422_naming_the_field(
+    client: httpx.Client, dataset: dict[str, Any], change: dict, loc: list, words: str
+) -> None:
+    response = client.post("/jobs", json={"dataset_id": dataset["id"], **change})
+    assert response.status_code == 422, response.text
+    error = response.json()["detail"][0]
+    assert error["loc"][: len(loc)] == loc
+    assert words in error["msg"]
+
+
+def test_malformed_json_is_422(client: httpx.Client) -> None:
+    response = client.post("/jobs", content=b"{not json", headers={"content-type": "application/json"})
+    assert response.status_code == 422
+
+
+def _files(**overrides: bytes | None) -> dict[str, tuple[str, bytes]]:
+    files = {"train": (SAMPLE / "train.conll").read_bytes(), "dev": (SAMPLE / "dev.conll").read_bytes()}
+    files.update(overrides)
+    return {split: (f"my-{split}.txt", content) for split, content in files.items() if content is not None}
+
+
+@pytest.mark.parametrize(
+    ("files", "loc", "words"),
+    [
+        (_files(train=b"Paris B-LOC\nis O\n\nBerlin B-LOC X\n"), ["body", "train"], "train.conll, line 4"),
+        (_files(dev=b"Paris X-LOC\n"), ["body", "dev"], "dev.conll, line 1"),
+        (_files(dev=None), ["body", "dev"], "Field required"),
+    ],
+)
+def test_bad_files_are_422_naming_file_and_line(
+    client: httpx.Client, files: dict, loc: list, words: str, settings
+) -> None:
+    before = set((settings.data_dir / "datasets").glob("*"))
+    response = client.post("/datasets", files=files)
+    assert response.status_code == 422, response.text
+    error = response.json()["detail"][0]
+    assert error["loc"] == loc and words in error["msg"]
+    if error["type"] == "data_error":
+        assert error["filename"] == f"my-{loc[1]}.txt"
+    assert set((settings.data_dir / "datasets").glob("*")) == before  # nothing kept
+    assert not list((settings.data_dir / "tmp").glob("*"))
+
+
+def test_bad_format_field_is_422(client: httpx.Client) -> None:
+    response = client.post("/datasets", files=_files(), data={"format": "xml"})
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "format"]
+
+
+def test_upload_over_the_size_limit_is_413(client: httpx.Client, settings) -> None:
+    big = b"Paris B-LOC\n\n" * (3 * 1024 * 1024 // 13)  # 3 MB against the tests' 2 MB limit
+    response = client.post("/datasets", files=_files(train=big))
+    assert response.status_code == 413
+    assert "limit" in response.json()["detail"]
+
+    def chunks():  # no Content-Length (chunked): counted while it arrives
+        yield b'--b\r\nContent-Disposition: form-data; name="train"; filename="t.conll"\r\n\r\n'
+        for _ in range(30):
+            yield b"Paris B-LOC\n\n" * 8000
+        yield b"\r\n--b--\r\n"
+
+    headers = {"content-type": "multipart/form-data; boundary=b"}
+    streamed = client.post("/datasets", content=chunks(), headers=headers)
+    assert streamed.status_code == 413
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        ({"texts": []}, "empty"),
+        ({"texts": ["Paris", "  "]}, "texts[1] is empty"),
+        ({"texts": ["Paris"], "tokens": [["Paris"]]}, "exactly one"),
+        ({}, "exactly one"),
+        ({"tokens": [["Paris", ""]]}, "tokens[0]"),
+        ({"texts": ["Paris"] * 65}, "at most 64"),
+        ({"texts": ["Paris"], "beam": 3}, "Extra inputs"),
+    ],
+)
+def test_bad_predict_requests_are_422(client: httpx.Client, body: dict, words: str) -> None:
+    response = client.post("/predict", json=body)
+    assert response.status_code == 422, response.text
+    assert words in json.dumps(response.json()["detail"])
+
+
+@pytest.mark.slow
+def test_a_dataset_id_alone_runs_a_full_job_with_minilm(
+    client: httpx.Client, dataset: dict[str, Any]
+) -> None:
+    """Every default: the packaged MiniLM teacher, the BiLSTM student, distillation with pseudo-labels."""
+    job = client.post("/jobs", json={"dataset_id": dataset["id"]}).json()
+    assert job["config"]["teacher"]["base_model"] == "minilm"
+    done = wait_status(client, job["id"], {"succeeded"}, 3600)
+    model = client.get(f"/models/{done['model_id']}").json()
+    assert model["teacher"]["test"]["f1"] > 0.5 and model["student"]["test"]["f1"] > 0.5
+    assert model["speedup"]["batch_1"] > 1

@@ -1,0 +1,1 @@
+"""Celery workers that run distillation jobs (``celery -A worker.app worker``)."""

@@ -1,0 +1,77 @@
+"""The Celery app (``celery -A worker.app worker``); the API imports it only to send tasks by name.
+
+The worker's main process reports in every ``heartbeat_s`` (``GET /health`` lists it) and
+fails jobs whose worker stopped reporting (killed, or its machine gone).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import Any
+
+from celery import Celery
+from celery.signals import setup_logging as setup_logging_signal
+from celery.signals import worker_ready, worker_shutdown
+
+from service.logs import setup_logging
+from service.settings import get_settings
+from service.store import Store
+from worker.celeryconfig import RUN_JOB, celery_config
+
+__all__ = ["RUN_JOB", "celery_app"]
+
+log = logging.getLogger("tagdistill.worker")
+settings = get_settings()
+celery_app = Celery("tagdistill", include=["worker.tasks"])
+celery_app.conf.update(celery_config(settings))
+
+
+
+class _ReportIn:
+    """A thread of the worker's main process: heartbeat, and failing jobs of vanished workers."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.store = Store.from_url(settings.redis_url, settings.key_prefix)
+        self.info = {"pid": os.getpid(), "queues": [settings.queue]}
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="report-in", daemon=True)
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                self.store.worker_seen(self.name, self.info, settings.heartbeat_timeout_s)
+                for job_id in self.store.reap_stale(settings.heartbeat_timeout_s):
+                    log.warning("job failed: its worker stopped reporting", extra={"job_id": job_id})
+            except Exception:  # Redis away for a moment: try again next beat
+                log.exception("worker heartbeat failed")
+            self.stop.wait(settings.heartbeat_s)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(timeout=5)
+        self.store.worker_gone(self.name)
+
+
+_reporter: list[_ReportIn] = []
+
+
+@setup_logging_signal.connect
+def _logging(**_: Any) -> None:
+    setup_logging(settings.log_level)  # connected, so Celery leaves logging to us
+
+
+@worker_ready.connect
+def _start_reporting(sender: Any, **_: Any) -> None:
+    reporter = _ReportIn(sender.hostname)
+    reporter.thread.start()
+    _reporter.append(reporter)
+    log.info("worker ready", extra={"worker": sender.hostname, "queue": settings.queue})
+
+
+@worker_shutdown.connect
+def _stop_reporting(**_: Any) -> None:
+    while _reporter:
+        _reporter.pop().close()

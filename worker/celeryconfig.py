@@ -1,0 +1,39 @@
+"""Celery settings, derived from the service's Settings so both sides agree."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from service.settings import Settings
+
+RUN_JOB = "tagdistill.run_job"  # task name shared by the API (sender) and the worker
+
+
+def celery_config(s: Settings) -> dict[str, Any]:
+    # A redelivered message must not start a job that is still running: the broker only
+    # redelivers an unacknowledged task after the visibility timeout, so keep it above the
+    # longest job. The job record (not Celery's state) decides whether a delivery runs.
+    visibility = {"visibility_timeout": s.job_time_limit_s + 3600}
+    return {
+        "broker_url": s.broker,
+        "result_backend": s.redis_url,
+        "broker_transport_options": visibility,
+        "result_backend_transport_options": visibility,
+        "result_expires": 7 * 24 * 3600,
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "task_default_queue": s.queue,
+        "task_routes": {RUN_JOB: {"queue": s.queue}},
+        "task_acks_late": True,  # a job whose worker dies is not acknowledged...
+        "task_reject_on_worker_lost": True,  # ...and goes back to the queue when its process is killed
+        "task_soft_time_limit": s.job_time_limit_s,  # raised inside the job, which then fails cleanly
+        "task_time_limit": s.job_time_limit_s + 300,
+        "worker_prefetch_multiplier": 1,  # hold no job that another idle worker could start
+        "worker_concurrency": 1,  # one job per device: training already uses every core or the GPU
+        # A fresh process per job returns all of a job's memory (CPU and GPU) to the system;
+        # restarting costs a second next to a job of minutes.
+        "worker_max_tasks_per_child": 1,
+        "worker_hijack_root_logger": False,  # keep the JSON log handler
+        "broker_connection_retry_on_startup": True,
+    }

@@ -1,0 +1,117 @@
+"""RedisProgress: the engine's Progress protocol, recorded in the job's Redis record and events.
+
+A heartbeat thread beside the job writes the job's ``heartbeat_at`` and reads its cancel
+flag; the next progress call of the engine then raises ``Cancelled``, so a cancel takes
+effect within about ``heartbeat_s`` plus one training step.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from types import TracebackType
+from typing import Any
+
+from pydantic_core import to_jsonable_python
+
+from service.schemas import JobProgress
+from service.store import Store
+from tagdistill.progress import STAGES, Cancelled
+
+log = logging.getLogger("tagdistill.worker")
+
+# Share of a whole job's time per stage (a teacher fine-tuning dominates), for the fraction and ETA.
+STAGE_WEIGHTS = {"teacher": 0.5, "labeling": 0.15, "student": 0.3, "evaluating": 0.05}
+WRITE_EVERY_S = 0.5  # progress written to the job record at most this often
+EVENT_EVERY_S = 2.0  # "progress" events at most this often (stage and epoch events always)
+
+
+class Heartbeat:
+    """``with Heartbeat(store, job_id, every_s) as beat:`` keeps the job alive.
+
+    ``beat.cancelled`` is set once a cancel of the job was requested.
+    """
+
+    def __init__(self, store: Store, job_id: str, every_s: float) -> None:
+        self.store, self.job_id, self.every_s = store, job_id, every_s
+        self.cancelled = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"heartbeat-{job_id}", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                if self.store.heartbeat(self.job_id):
+                    self.cancelled.set()
+            except Exception:  # Redis away for a moment: the job goes on, the next beat retries
+                log.exception("job heartbeat failed", extra={"job_id": self.job_id})
+            self._stop.wait(self.every_s)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+
+class RedisProgress:
+    def __init__(self, store: Store, job_id: str, cancelled: threading.Event) -> None:
+        self.store, self.job_id, self.cancelled = store, job_id, cancelled
+        self.started = time.monotonic()
+        self.state = JobProgress()
+        self.metrics: dict[str, Any] = {}
+        self._written = self._evented = 0.0
+
+    def stage(self, name: str, total: int) -> None:
+        self._check()
+        self.state = JobProgress(stage=name, total=max(total, 0), fraction=self._fraction(name, 0.0))
+        self._write(force=True)
+        self.store.add_event(self.job_id, "stage", {"stage": name, "total": self.state.total})
+
+    def step(self, n: int = 1, **values: float) -> None:
+        self._check()
+        s = self.state
+        s.step += n
+        s.values = {k: float(v) for k, v in values.items()}
+        if s.total:
+            s.fraction = self._fraction(s.stage, min(s.step / s.total, 1.0))
+        self._write()
+
+    def epoch(self, epoch: int, metrics: dict[str, Any]) -> None:
+        self._check()
+        metrics = to_jsonable_python(metrics, fallback=float)
+        self.state.epoch = epoch
+        self.metrics[self.state.stage or "job"] = {"epoch": epoch, **metrics}
+        self._write(force=True)
+        event = {"stage": self.state.stage, "epoch": epoch, "metrics": metrics}
+        self.store.add_event(self.job_id, "epoch", event)
+
+    def log(self, message: str) -> None:
+        self._check()
+        self.store.add_event(self.job_id, "log", {"message": message})
+
+    def _check(self) -> None:
+        if self.cancelled.is_set():
+            raise Cancelled(f"job {self.job_id} was cancelled")
+
+    def _fraction(self, stage: str | None, within: float) -> float:
+        if stage not in STAGES:
+            return self.state.fraction
+        before = sum(STAGE_WEIGHTS[s] for s in STAGES[: STAGES.index(stage)])
+        return round(before + STAGE_WEIGHTS[stage] * within, 4)
+
+    def _write(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._written < WRITE_EVERY_S:
+            return
+        self._written = now
+        s = self.state
+        elapsed = now - self.started
+        s.eta_s = round(elapsed * (1 - s.fraction) / s.fraction, 1) if s.fraction >= 0.02 else None
+        self.store.update_job(self.job_id, stage=s.stage, progress=s, metrics=self.metrics)
+        if now - self._evented >= EVENT_EVERY_S:
+            self._evented = now
+            self.store.add_event(self.job_id, "progress", s.model_dump(mode="json"))

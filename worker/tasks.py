@@ -1,0 +1,95 @@
+"""The one task: run a distillation job given its id.
+
+The job record in Redis decides what happens: a delivery for a job that is not ``queued``
+(cancelled before it started, or already taken) does nothing. The engine is imported inside
+the task, so the worker's main process stays free of torch and forks cleanly.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from celery.exceptions import SoftTimeLimitExceeded
+
+from service.layout import DataDir
+from service.schemas import Job, Model, utcnow
+from service.settings import get_settings
+from service.store import Store
+from tagdistill.config import DataFiles, JobConfig
+from tagdistill.data import DataError
+from tagdistill.progress import Cancelled
+from worker.app import RUN_JOB, celery_app
+from worker.progress import Heartbeat, RedisProgress
+
+log = logging.getLogger("tagdistill.worker")
+
+
+@celery_app.task(name=RUN_JOB, bind=True)
+def run_job(self: Any, job_id: str) -> dict[str, Any]:
+    settings = get_settings()
+    store = Store.from_url(settings.redis_url, settings.key_prefix)
+    job = store.claim_job(job_id, self.request.hostname or "worker")
+    if job is None:
+        log.info("job is not queued: delivery ignored", extra={"job_id": job_id})
+        return {"job_id": job_id, "ran": False}
+    log.info("job started", extra={"job_id": job_id, "attempt": job.attempts})
+    started = time.monotonic()
+    with Heartbeat(store, job_id, settings.heartbeat_s) as beat:
+        status = execute(store, DataDir(settings.data_dir), job, RedisProgress(store, job_id, beat.cancelled))
+    seconds = round(time.monotonic() - started, 1)
+    log.info("job ended", extra={"job_id": job_id, "status": status, "seconds": seconds})
+    return {"job_id": job_id, "ran": True, "status": status}
+
+
+def execute(store: Store, data: DataDir, job: Job, progress: RedisProgress) -> str:
+    """Run the engine on the job and record how it ended; returns the final status."""
+    settings = get_settings()
+    try:
+        import torch
+
+        from tagdistill.pipeline import run_job as run_pipeline
+
+        if settings.torch_threads:
+            torch.set_num_threads(settings.torch_threads)
+        cfg, files = job_inputs(store, data, job)
+        report = run_pipeline(cfg, files, data.job(job.id), progress)
+        model = register_model(store, data, job, cfg, report)
+    except Cancelled:
+        return store.finish_job(job.id, "cancelled").status
+    except SoftTimeLimitExceeded:
+        error = f"time limit of {settings.job_time_limit_s} s exceeded"
+        return store.finish_job(job.id, "failed", error=error).status
+    except Exception as exc:  # any failure of the job is the job's, not the worker's
+        log.exception("job failed", extra={"job_id": job.id})
+        error = str(exc) if isinstance(exc, DataError) else f"{type(exc).__name__}: {exc}"
+        return store.finish_job(job.id, "failed", error=error).status
+    progress.state.fraction, progress.state.eta_s = 1.0, 0.0
+    return store.finish_job(
+        job.id, "succeeded", model_id=model.id, progress=progress.state,
+        metrics={**progress.metrics, "report": {"teacher": model.teacher, "student": model.student,
+                                               "speedup": model.speedup}},
+    ).status
+
+
+def job_inputs(store: Store, data: DataDir, job: Job) -> tuple[JobConfig, DataFiles]:
+    """The job's config with paths made absolute on this machine, and its dataset's files."""
+    cfg = data.resolve_config(JobConfig.model_validate(job.config))
+    return cfg, data.dataset_files(store.get_dataset(job.dataset_id))
+
+
+def register_model(store: Store, data: DataDir, job: Job, cfg: JobConfig, report: dict[str, Any]) -> Model:
+    from tagdistill.tagger import read_meta
+
+    student_dir = data.job(job.id) / "student"
+    teacher_dir = cfg.teacher.path or data.job(job.id) / "teacher"
+    model = Model(
+        id=store.new_id("mdl"), job_id=job.id, dataset_id=job.dataset_id, created_at=utcnow(),
+        labels=read_meta(student_dir)["labels"],
+        student_path=data.relative(student_dir), teacher_path=data.relative(teacher_dir),
+        teacher=report["teacher"], student=report["student"], speedup=report["speedup"],
+        seconds=report["seconds"], device=report["device"], config=job.config,
+    )
+    store.add_model(model)
+    return model
