@@ -38,7 +38,8 @@ class TeacherConfig(_Strict):
 
     base_model: str = DEFAULT_TEACHER  # HF model name, local folder, or "minilm"
     path: Path | None = None  # an already fine-tuned teacher folder to reuse (skips training)
-    epochs: int = Field(2, ge=0)  # passes over train
+    epochs: int = Field(2, ge=0)  # passes over train (raised on small data to reach min_steps)
+    min_steps: int = Field(300, ge=0)  # at least this many optimizer steps, so a small dataset is learnt
     learning_rate: float = Field(1e-4, gt=0)  # AdamW peak learning rate
     batch_size: int = Field(32, ge=1)  # sentences per step
     warmup_ratio: float = Field(0.1, ge=0, lt=1)  # fraction of steps with linear warm-up

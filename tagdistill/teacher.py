@@ -244,6 +244,7 @@ def train_teacher(
     AdamW (no weight decay on biases and LayerNorm weights, the 1-d tensors), linear warm-up then
     linear decay, gradient norm clipped at 1.0. Each step is a batch of ``cfg.batch_size`` windows of
     similar length, padded to the longest; batches come in a seeded random order each epoch.
+    On a small dataset the epochs are raised until there are ``cfg.min_steps`` steps in all;
     ``epochs=0`` saves the pretrained encoder with its untrained head.
     """
     if not dev:
@@ -255,7 +256,9 @@ def train_teacher(
     windows = make_windows(teacher.tokenizer, [s.tokens for s in train], cfg.max_length, cfg.stride)
     if cfg.epochs and not windows:
         raise ValueError("the teacher has no training words")
-    total = math.ceil(len(windows) / cfg.batch_size) * cfg.epochs
+    per_epoch = math.ceil(len(windows) / cfg.batch_size)
+    epochs = max(cfg.epochs, math.ceil(cfg.min_steps / per_epoch)) if cfg.epochs else 0
+    total = per_epoch * epochs
     model = teacher.model
     optimizer = torch.optim.AdamW(
         [
@@ -267,7 +270,9 @@ def train_teacher(
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total), total)
     progress.stage("teacher", total)
     best: float | None = None
-    for epoch in range(1, cfg.epochs + 1):
+    if epochs > cfg.epochs:
+        progress.log(f"teacher: {epochs} epochs instead of {cfg.epochs}, to reach min_steps={cfg.min_steps}")
+    for epoch in range(1, epochs + 1):
         started = time.perf_counter()
         model.train()
         losses = []

@@ -27,7 +27,7 @@ def tiny_job(tmp_path_factory) -> tuple[Path, dict]:
             train=SAMPLE / "train.conll", dev=SAMPLE / "dev.conll", test=SAMPLE / "test.conll",
             unlabeled=SAMPLE / "unlabeled.txt",
         ),
-        teacher={"base_model": str(tiny_bert(tmp / "bert", sample_words())), "epochs": 1},
+        teacher={"base_model": str(tiny_bert(tmp / "bert", sample_words())), "epochs": 1, "min_steps": 0},
         distill={"epochs": 3, "mode": "kd_pseudo"},
     )
     return tmp / "run", run_job(cfg, cfg.data, tmp / "run", NullProgress())
@@ -137,7 +137,8 @@ def test_real_minilm_student_on_conll_slice(tmp_path):
         unlabeled=write(tmp_path / "unl", train[600:2600], tags=False),
         unlabeled_format="conll",
     )
-    cfg = JobConfig(data=files, teacher={"epochs": 2}, distill={"epochs": 12, "mode": "kd_pseudo"})
+    cfg = JobConfig(data=files, teacher={"epochs": 3, "min_steps": 0, "learning_rate": 3e-4},
+                    distill={"epochs": 10, "mode": "kd_pseudo"})
     report = run_job(cfg, files, tmp_path / "run", NullProgress())
     teacher_f1, student_f1 = report["teacher"]["test"]["f1"], report["student"]["test"]["f1"]
     print(f"teacher F1 {teacher_f1:.3f}, student F1 {student_f1:.3f}, speedup {report['speedup']}")

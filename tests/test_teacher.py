@@ -211,7 +211,8 @@ def test_zero_epochs_saves_the_untrained_head(tiny_model: Path, tmp_path: Path) 
 def test_train_teacher_keeps_a_checkpoint_that_predicts_the_same(tiny_model: Path, tmp_path: Path) -> None:
     train, dev = synthetic(192, seed=1), synthetic(40, seed=2)
     cfg = TeacherConfig(
-        base_model=str(tiny_model), epochs=2, batch_size=16, learning_rate=5e-3, max_length=32, stride=8
+        base_model=str(tiny_model), epochs=2, min_steps=0, batch_size=16, learning_rate=5e-3,
+        max_length=32, stride=8,
     )
     progress = Recorder()
     teacher = train_teacher(cfg, train, dev, LABELS, tmp_path / "teacher", CPU, progress, seed=0)
@@ -233,12 +234,21 @@ def test_train_teacher_keeps_a_checkpoint_that_predicts_the_same(tiny_model: Pat
     assert [plain.config.id2label[i] for i in range(len(LABELS))] == LABELS
 
 
+def test_small_data_gets_epochs_enough_for_min_steps(tiny_model: Path, tmp_path: Path) -> None:
+    train, dev = synthetic(40, seed=1), synthetic(8, seed=2)
+    cfg = TeacherConfig(base_model=str(tiny_model), epochs=1, min_steps=12, batch_size=8, max_length=32)
+    progress = Recorder()
+    train_teacher(cfg, train, dev, LABELS, tmp_path / "teacher", CPU, progress, seed=0)
+    assert progress.stages == [("teacher", 15)]  # 5 steps an epoch: 3 epochs reach 12 steps
+    assert [e for e, _ in progress.epochs] == [1, 2, 3]
+
+
 def test_minilm_learns_conll_from_150_sentences(tmp_path: Path) -> None:
     train = read_file(CONLL / "train.txt", "conll")[:150]
     dev = read_file(CONLL / "valid.txt", "conll")[:100]
     labels = ["O", *sorted({t for s in train for t in s.tags or []} - {"O"})]
     assert len(labels) == 9
-    cfg = TeacherConfig(epochs=1, batch_size=8, learning_rate=5e-4)
+    cfg = TeacherConfig(epochs=1, min_steps=0, batch_size=8, learning_rate=5e-4)
     teacher = train_teacher(cfg, train, dev, labels, tmp_path, CPU, Recorder(), seed=13)
     # measured 0.213 (one pass, 19 steps, seed 13); the untrained head scores 0.014
     assert teacher.dev_f1 is not None and teacher.dev_f1 > 0.12
