@@ -25,7 +25,10 @@ def fast_job(dataset_id: str, teacher: Path, **teacher_overrides: Any) -> dict[s
     """A job that runs every stage in well under a minute on one core: tiny teacher, small student."""
     return {
         "dataset_id": dataset_id,
-        "teacher": {"base_model": str(teacher), "epochs": 1, "min_steps": 0, "learning_rate": 3e-3, **teacher_overrides},
+        "teacher": {
+            "base_model": str(teacher), "epochs": 1, "min_steps": 0, "learning_rate": 3e-3,
+            **teacher_overrides,
+        },
         "student": {"hidden": 100},
         "distill": {"mode": "kd", "epochs": 6, "learning_rate": 5e-3, "distill_weight": 0.1},
         "device": "cpu",
