@@ -8,7 +8,7 @@ import tagdistill
 from service.errors import add_error_handlers
 from service.logs import setup_logging
 from service.middleware import AccessLog, BodyLimit
-from service.routes import datasets, health, jobs, models, predict
+from service.routes import datasets, health, jobs, models, predict, ui
 from service.settings import get_settings
 
 MAX_JSON_BYTES = 16 << 20  # body limit of every route but the dataset upload
@@ -22,7 +22,7 @@ def create_app() -> FastAPI:
         version=tagdistill.__version__,
         description="Distil transformer token taggers into small, fast BiLSTM taggers.",
     )
-    for module in (datasets, jobs, models, predict, health):
+    for module in (datasets, jobs, models, predict, health, ui):
         app.include_router(module.router)
     add_error_handlers(app)
     upload_limit = settings.max_upload_bytes

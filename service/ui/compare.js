@@ -1,0 +1,92 @@
+// Teacher vs student: the per-type F1 table and the size and speed table (job and model pages).
+
+import { fmtBytes, fmtF1, fmtInt, fmtRatio, h } from "./util.js";
+
+/** The split the comparison is reported on: test when the dataset has one, else dev. */
+export function reportSplit(side) {
+  return side && side.test ? "test" : "dev";
+}
+
+/** Per entity type F1, teacher vs student; `result` = {teacher, student} of a model or report. */
+export function f1Table(result, caption) {
+  const split = reportSplit(result.teacher);
+  const teacher = result.teacher?.[split] || {};
+  const student = result.student?.[split] || {};
+  const types = [...new Set([...Object.keys(teacher.per_type || {}), ...Object.keys(student.per_type || {})])].sort();
+  const row = (name, t, s, isTotal) => {
+    const delta = typeof t?.f1 === "number" && typeof s?.f1 === "number" ? 100 * (s.f1 - t.f1) : null;
+    return h(
+      "tr", { class: isTotal ? "total" : null },
+      h("th", { scope: "row" }, name),
+      h("td", { class: "num" }, fmtF1(t?.f1)),
+      h("td", { class: "num" }, fmtF1(s?.f1)),
+      h("td", { class: `num ${delta !== null && delta < -0.05 ? "worse" : ""}` },
+        delta === null ? "–" : `${delta > 0 ? "+" : ""}${delta.toFixed(1)}`),
+      h("td", { class: "num" }, fmtInt(t?.support ?? s?.support)),
+    );
+  };
+  return h(
+    "div", { class: "table-wrap" },
+    h(
+      "table", { class: "f1-table" },
+      h("caption", {}, caption || `Entity F1 on ${split} (%)`),
+      h("thead", {}, h("tr", {},
+        h("th", { scope: "col" }, "Type"), h("th", { scope: "col", class: "num" }, "Teacher"),
+        h("th", { scope: "col", class: "num" }, "Student"), h("th", { scope: "col", class: "num" }, "Δ"),
+        h("th", { scope: "col", class: "num" }, "Entities"))),
+      h("tbody", {},
+        types.map((t) => row(t, teacher.per_type?.[t], student.per_type?.[t], false)),
+        row("All", teacher, student, true)),
+    ),
+  );
+}
+
+/** Parameters, bytes on disk and words per second, side by side, with the student's gain. */
+export function sizeSpeedTable(result) {
+  const t = result.teacher || {};
+  const s = result.student || {};
+  const tw = t.words_per_second || {};
+  const sw = s.words_per_second || {};
+  const ratio = (a, b) => (typeof a === "number" && typeof b === "number" && b > 0 ? a / b : null);
+  // [row, teacher, student, student's gain (> 1 is better), words for better, words for worse]
+  const rows = [
+    ["Parameters", fmtInt(t.parameters), fmtInt(s.parameters), ratio(t.parameters, s.parameters), "smaller", "larger"],
+    ["Size on disk", fmtBytes(t.bytes_on_disk), fmtBytes(s.bytes_on_disk), ratio(t.bytes_on_disk, s.bytes_on_disk),
+      "smaller", "larger"],
+    ["Words/s, batch 1", fmtInt(tw.batch_1), fmtInt(sw.batch_1), result.speedup?.batch_1 ?? ratio(sw.batch_1, tw.batch_1),
+      "faster", "slower"],
+    ["Words/s, batch 32", fmtInt(tw.batch_32), fmtInt(sw.batch_32),
+      result.speedup?.batch_32 ?? ratio(sw.batch_32, tw.batch_32), "faster", "slower"],
+  ];
+  return h(
+    "div", { class: "table-wrap" },
+    h(
+      "table", { class: "size-table" },
+      h("caption", {}, "Size and speed"),
+      h("thead", {}, h("tr", {},
+        h("th", { scope: "col" }, ""), h("th", { scope: "col", class: "num" }, "Teacher"),
+        h("th", { scope: "col", class: "num" }, "Student"), h("th", { scope: "col", class: "num" }, "Student is"))),
+      h("tbody", {}, rows.map(([name, a, b, gain, better, worse]) =>
+        h("tr", {}, h("th", { scope: "row" }, name), h("td", { class: "num" }, a),
+          h("td", { class: "num" }, b),
+          h("td", { class: `num ${gain >= 1 ? "gain" : gain ? "loss" : ""}` }, fmtRatio(gain, better, worse))))),
+    ),
+  );
+}
+
+/** Headline figures: student F1 vs teacher F1 and the batch-1 speedup. */
+export function headline(result) {
+  const split = reportSplit(result.teacher);
+  const figure = (label, value, note) =>
+    h("div", { class: "figure" }, h("span", { class: "figure-value" }, value), h("span", { class: "figure-label" }, label),
+      note ? h("span", { class: "figure-note" }, note) : null);
+  return h(
+    "div", { class: "figures" },
+    figure(`student F1 (${split})`, fmtF1(result.student?.[split]?.f1)),
+    figure(`teacher F1 (${split})`, fmtF1(result.teacher?.[split]?.f1)),
+    figure("student speed, batch 1", fmtRatio(result.speedup?.batch_1, "faster", "slower")),
+    figure("student size on disk", fmtRatio(
+      result.teacher?.bytes_on_disk && result.student?.bytes_on_disk
+        ? result.teacher.bytes_on_disk / result.student.bytes_on_disk : null, "smaller", "larger")),
+  );
+}
