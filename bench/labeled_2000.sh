@@ -8,7 +8,7 @@ DATA=${DATA:-../shared/data/conll2003}
 OUT=${OUT:-runs/l2000}
 TEACHER_EPOCHS=${TEACHER_EPOCHS:-4}
 STUDENT_EPOCHS=${STUDENT_EPOCHS:-20}  # alone: passes over the 2,000 labeled sentences
-KD_EPOCHS=${KD_EPOCHS:-6}  # kd, kd_pseudo: passes over the 12,041 unlabeled (labeled batches cycle)
+KD_EPOCHS=${KD_EPOCHS:-3}  # kd, kd_pseudo: passes over the 12,041 unlabeled (labeled batches cycle)
 
 python bench/subset.py "$DATA/train.txt" --labeled 2000 --seed 1 --out "$OUT/data"
 [ -f "$OUT/teacher/tagdistill.json" ] || tagdistill train-teacher --train "$OUT/data/train.conll" \

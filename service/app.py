@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 import tagdistill
+from service.auth import ApiKeys
 from service.errors import add_error_handlers
 from service.logs import setup_logging
 from service.middleware import AccessLog, BodyLimit
@@ -16,6 +17,10 @@ MAX_JSON_BYTES = 16 << 20  # body limit of every route but the dataset upload
 
 def create_app() -> FastAPI:
     settings = get_settings()
+    try:
+        keys = settings.keys
+    except ValueError as exc:
+        raise SystemExit(f"TAGDISTILL_API_KEYS / TAGDISTILL_ADMIN_KEYS: {exc}") from None
     setup_logging(settings.log_level)
     app = FastAPI(
         title="tagdistill",
@@ -27,6 +32,7 @@ def create_app() -> FastAPI:
     add_error_handlers(app)
     upload_limit = settings.max_upload_bytes
     app.add_middleware(BodyLimit, limit=lambda path: upload_limit if path == "/datasets" else MAX_JSON_BYTES)
+    app.add_middleware(ApiKeys, keys=keys)  # outside the body limit: no key, nothing is read
     app.add_middleware(AccessLog)
     return app
 

@@ -17,7 +17,7 @@ from service.store import Store
 @lru_cache
 def get_store() -> Store:
     s = get_settings()
-    return Store.from_url(s.redis_url, s.key_prefix)
+    return Store.from_url(s.redis_url, s.key_prefix, s.redis_timeout_s)
 
 
 @lru_cache

@@ -6,10 +6,13 @@ different places (see the README) agree on them::
     datasets/<dataset id>/train.conll ...   uploaded files, under names the service chooses
     jobs/<job id>/                          a job's work_dir (teacher/, student/, report.json)
     tmp/                                    uploads being validated
+    shared/                                 files an operator puts there for every API key
+                                            (word vectors, teachers); the service never writes it
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from service.schemas import Dataset
@@ -44,10 +47,23 @@ class DataDir:
 
     def resolve(self, relative: str | Path) -> Path:
         """``relative`` (a path inside the data directory) as an absolute path; ValueError outside it."""
-        path = (self.root / relative).resolve()
+        try:
+            path = (self.root / relative).resolve()
+        except (OSError, ValueError) as exc:  # a NUL byte, a loop of links
+            raise ValueError(f"{relative!r} is not a usable path ({exc})") from None
         if not path.is_relative_to(self.root):
             raise ValueError(f"{relative} is outside the data directory")
         return path
+
+    def record_of(self, path: Path) -> tuple[str, str] | None:
+        """Which record's folder holds ``path`` (absolute, inside the directory): ("job", id),
+        ("dataset", id), ("shared", "") for ``shared/``, or None for anywhere else."""
+        parts = path.relative_to(self.root).parts
+        if len(parts) >= 2 and parts[0] in ("jobs", "datasets"):
+            return ("job" if parts[0] == "jobs" else "dataset"), parts[1]
+        if parts and parts[0] == "shared":
+            return "shared", ""
+        return None
 
     def dataset_files(self, ds: Dataset) -> DataFiles:
         folder = self.dataset(ds.id)
@@ -69,7 +85,7 @@ class DataDir:
                 path = self.resolve(value)
             except ValueError as exc:
                 raise PathError(field, f"{exc}; give a path relative to it") from None
-            if not path.exists():
+            if not os.path.exists(path):  # False (not an error) for names too long or otherwise odd
                 raise PathError(field, f"{value} does not exist in the data directory")
             if field == "teacher.path":
                 teacher = teacher.model_copy(update={"path": path})

@@ -24,6 +24,7 @@ def utcnow() -> datetime:
 class Dataset(BaseModel):
     id: str
     name: str | None = None  # free text given at upload
+    owner: str | None = None  # owner of the API key that uploaded it (None: the service is open)
     created_at: datetime
     files: dict[str, str]  # split -> file name inside the dataset folder ("train" -> "train.conll")
     format: DataFormat  # format of train/dev/test
@@ -52,6 +53,7 @@ class Job(BaseModel):
     id: str
     status: JobStatus
     dataset_id: str
+    owner: str | None = None  # owner of the API key that submitted it
     config: dict[str, Any]  # the JobConfig as submitted
     created_at: datetime
     updated_at: datetime
@@ -85,6 +87,7 @@ class Model(BaseModel):
     id: str
     job_id: str
     dataset_id: str
+    owner: str | None = None  # the job's owner
     created_at: datetime
     labels: list[str]
     student_path: str  # relative to the data directory

@@ -6,10 +6,11 @@ sets ``redis_url``, and so on for every field.
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -21,7 +22,12 @@ class Settings(BaseSettings):
     data_dir: Path = Path("data")  # datasets and job folders, shared by the API and every worker
     key_prefix: str = "tagdistill:"  # every Redis key of ours starts with this
     queue: str = "gpu"  # Celery queue that training jobs go to (a CPU-only worker serves it too)
-    host: str = "127.0.0.1"  # API bind address for `tagdistill up` (no auth yet: keep it local)
+    host: str = "127.0.0.1"  # API bind address for `tagdistill up` (keep it local unless API keys are set)
+    # "owner:key,owner:key": with any key set, every route but /health, the docs and the dashboard's
+    # files needs "Authorization: Bearer <key>", and a key sees only its owner's records
+    api_keys: SecretStr = SecretStr("")
+    admin_keys: SecretStr = SecretStr("")  # "name:key" or "key": these keys see every record
+    redis_timeout_s: float = Field(10.0, gt=0)  # a Redis call slower than this is a 503, not a hang
     max_upload_mb: float = Field(200, gt=0)  # limit on one dataset upload, all files together (413 above)
     max_predict_inputs: int = Field(256, ge=1)  # texts or token lists per POST /predict
     max_predict_chars: int = Field(20_000, ge=1)  # characters per text (or per joined token list)
@@ -34,12 +40,47 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
 
     @property
+    def keys(self) -> dict[str, tuple[str, bool]]:
+        """API key -> (owner, is admin); empty when the service is open.
+
+        ValueError for a malformed list; the message names the entry, never a key.
+        """
+        keys = {k: (o, False) for o, k in parse_keys(self.api_keys.get_secret_value(), True)}
+        keys.update({k: (o, True) for o, k in parse_keys(self.admin_keys.get_secret_value(), False)})
+        return keys
+
+    @property
     def broker(self) -> str:
         return self.broker_url or self.redis_url
 
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
+
+
+OWNER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+def parse_keys(spec: str, owner_required: bool) -> list[tuple[str, str]]:
+    """``"team-a:KEY1,team-b:KEY2"`` -> [(owner, key), ...]; ValueError naming a bad entry.
+
+    Keys of admins may come without an owner; they are then called "admin".
+    """
+    pairs = []
+    for n, entry in enumerate(e.strip() for e in spec.split(",")):
+        if not entry:
+            continue
+        owner, sep, key = entry.partition(":")
+        if not sep:
+            if owner_required:
+                raise ValueError(f"entry {n + 1} is not owner:key (an API key names its owner)")
+            owner, key = "admin", entry
+        if not OWNER.fullmatch(owner):
+            raise ValueError(f"entry {n + 1}: owner {owner!r} is not letters, digits, '_', '.' or '-'")
+        if len(key) < 8:
+            raise ValueError(f"entry {n + 1}: the key of {owner!r} is shorter than 8 characters")
+        pairs.append((owner, key))
+    return pairs
 
 
 @lru_cache

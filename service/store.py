@@ -11,11 +11,17 @@ only their own fields. Keys, under ``settings.key_prefix`` (``p``)::
     p job:<id>:events            list   Event JSON, oldest first
     p model:<id>                 hash   Model            p models         zset id -> seq
     p idem:<key>                 string "<job id> <body fingerprint>", expires after idempotency_ttl_s
+    p idem:<owner>:<key>         the same for a job submitted with an API key (keys are per owner)
+    p owner:<owner>:datasets     zset   the owner's datasets (likewise :jobs, :jobs:<status>, :models)
     p workers                    zset   worker name -> last seen (unix time)
     p worker:<name>              string worker info JSON, expires after heartbeat_timeout_s
 
 Status changes are optimistic transactions (WATCH/MULTI), so a cancel and a worker that
 claims the job, or a DELETE of a dataset and a new job on it, cannot both win.
+
+Records carry the ``owner`` of the API key that made them. Readers pass ``only=<owner>`` to see
+only that owner's records (a record of someone else is NotFound, like a missing one, so ids do
+not leak) or ``only=None`` to see all (an admin key, or a service without keys).
 """
 
 from __future__ import annotations
@@ -66,9 +72,10 @@ class Store:
         self.p = prefix
 
     @classmethod
-    def from_url(cls, url: str, prefix: str) -> Store:
+    def from_url(cls, url: str, prefix: str, timeout_s: float = 10.0) -> Store:
         client = redis.Redis.from_url(
-            url, decode_responses=True, socket_timeout=10, socket_connect_timeout=3, health_check_interval=30
+            url, decode_responses=True, socket_timeout=timeout_s,
+            socket_connect_timeout=min(3.0, timeout_s), health_check_interval=30,
         )
         return cls(client, prefix)
 
@@ -84,9 +91,17 @@ class Store:
     def _seq(self) -> int:
         return int(self.r.incr(self.p + "seq"))
 
-    def _read(self, key: str, model: type[R]) -> R | None:
+    def _read(self, key: str, model: type[R], only: str | None = None) -> R | None:
         raw = self.r.hgetall(key)
-        return model.model_validate(_decode(raw)) if raw else None
+        if not raw:
+            return None
+        record = model.model_validate(_decode(raw))
+        return None if only is not None and getattr(record, "owner", None) != only else record
+
+    def _index(self, kind: str, owner: str | None = None, status: str | None = None) -> str:
+        """The zset listing ``kind`` (datasets, jobs, models): all of them, or one owner's."""
+        mine = f"owner:{owner}:" if owner is not None else ""
+        return self.p + mine + kind + (f":{status}" if status else "")
 
     def _page(self, index: str, cursor: str | None, limit: int) -> tuple[list[str], str | None]:
         """Ids newest first, after ``cursor`` (the seq of the last id of the previous page)."""
@@ -110,32 +125,40 @@ class Store:
         seq = self._seq()
         with self.r.pipeline() as pipe:
             pipe.hset(self.p + f"dataset:{ds.id}", mapping=_encode(_dump(ds)))
-            pipe.zadd(self.p + "datasets", {ds.id: seq})
+            pipe.zadd(self._index("datasets"), {ds.id: seq})
+            if ds.owner is not None:
+                pipe.zadd(self._index("datasets", ds.owner), {ds.id: seq})
             pipe.execute()
 
-    def get_dataset(self, dataset_id: str) -> Dataset:
-        ds = self._read(self.p + f"dataset:{dataset_id}", Dataset)
+    def get_dataset(self, dataset_id: str, only: str | None = None) -> Dataset:
+        ds = self._read(self.p + f"dataset:{dataset_id}", Dataset, only)
         if ds is None:
             raise NotFound(f"no dataset {dataset_id!r}")
         return ds
 
-    def list_datasets(self, cursor: str | None, limit: int) -> tuple[list[Dataset], str | None]:
-        ids, next_cursor = self._page(self.p + "datasets", cursor, limit)
+    def list_datasets(
+        self, cursor: str | None, limit: int, only: str | None = None
+    ) -> tuple[list[Dataset], str | None]:
+        ids, next_cursor = self._page(self._index("datasets", only), cursor, limit)
         return self._many("dataset:", ids, Dataset), next_cursor
 
-    def delete_dataset(self, dataset_id: str) -> None:
+    def delete_dataset(self, dataset_id: str, only: str | None = None) -> None:
         """Forget a dataset; Conflict while an unfinished job reads it."""
         key, users = self.p + f"dataset:{dataset_id}", self.p + f"dataset:{dataset_id}:jobs"
 
         def tx(pipe: redis.client.Pipeline) -> None:
-            if not pipe.exists(key):
+            raw = pipe.hget(key, "owner")
+            owner = json.loads(raw) if raw is not None else None
+            if raw is None or (only is not None and owner != only):
                 raise NotFound(f"no dataset {dataset_id!r}")
             busy = sorted(pipe.smembers(users))
             if busy:
                 raise Conflict(f"dataset {dataset_id} is used by unfinished job(s) {', '.join(busy)}")
             pipe.multi()
             pipe.delete(key)
-            pipe.zrem(self.p + "datasets", dataset_id)
+            pipe.zrem(self._index("datasets"), dataset_id)
+            if owner is not None:
+                pipe.zrem(self._index("datasets", owner), dataset_id)
 
         self.r.transaction(tx, key, users)
 
@@ -148,12 +171,17 @@ class Store:
         idempotency_key: str | None,
         fingerprint: str,
         ttl_s: int,
+        owner: str | None = None,
     ) -> tuple[Job, bool]:
-        """A new queued job, or (with an Idempotency-Key seen before) the job it made; True when new."""
-        ds_key, idem = self.p + f"dataset:{dataset_id}", self.p + f"idem:{idempotency_key}"
+        """A new queued job, or (with an Idempotency-Key seen before) the job it made; True when new.
+
+        Idempotency keys are per owner: another owner's key never returns this owner's job.
+        """
+        ds_key = self.p + f"dataset:{dataset_id}"
+        idem = self.p + "idem:" + (f"{owner}:" if owner is not None else "") + str(idempotency_key)
         now = utcnow()
         job = Job(
-            id=self.new_id("job"), status="queued", dataset_id=dataset_id, config=config,
+            id=self.new_id("job"), status="queued", dataset_id=dataset_id, owner=owner, config=config,
             created_at=now, updated_at=now, seq=self._seq(),
         )
 
@@ -172,8 +200,9 @@ class Store:
                 raise NotFound(f"no dataset {dataset_id!r}")
             pipe.multi()
             pipe.hset(self.p + f"job:{job.id}", mapping=_encode(_dump(job)))
-            pipe.zadd(self.p + "jobs", {job.id: job.seq})
-            pipe.zadd(self.p + "jobs:queued", {job.id: job.seq})
+            for who in {None, owner}:
+                pipe.zadd(self._index("jobs", who), {job.id: job.seq})
+                pipe.zadd(self._index("jobs", who, "queued"), {job.id: job.seq})
             pipe.sadd(self.p + f"dataset:{dataset_id}:jobs", job.id)
             if idempotency_key is not None:
                 pipe.set(idem, f"{job.id} {fingerprint}", ex=ttl_s)
@@ -187,15 +216,16 @@ class Store:
         job_id = self.r.get(idem).partition(" ")[0]
         return self.get_job(job_id), False
 
-    def get_job(self, job_id: str) -> Job:
-        job = self._read(self.p + f"job:{job_id}", Job)
+    def get_job(self, job_id: str, only: str | None = None) -> Job:
+        job = self._read(self.p + f"job:{job_id}", Job, only)
         if job is None:
             raise NotFound(f"no job {job_id!r}")
         return job
 
-    def list_jobs(self, status: str | None, cursor: str | None, limit: int) -> tuple[list[Job], str | None]:
-        index = self.p + (f"jobs:{status}" if status else "jobs")
-        ids, next_cursor = self._page(index, cursor, limit)
+    def list_jobs(
+        self, status: str | None, cursor: str | None, limit: int, only: str | None = None
+    ) -> tuple[list[Job], str | None]:
+        ids, next_cursor = self._page(self._index("jobs", only, status), cursor, limit)
         return self._many("job:", ids, Job), next_cursor
 
     def transition(
@@ -225,8 +255,9 @@ class Store:
             pipe.multi()
             pipe.hset(key, mapping=_encode(changes))
             if status is not None and status != job.status:
-                pipe.zrem(self.p + f"jobs:{job.status}", job_id)
-                pipe.zadd(self.p + f"jobs:{status}", {job_id: job.seq})
+                for who in {None, job.owner}:
+                    pipe.zrem(self._index("jobs", who, job.status), job_id)
+                    pipe.zadd(self._index("jobs", who, status), {job_id: job.seq})
                 if status in TERMINAL:
                     pipe.srem(self.p + f"dataset:{job.dataset_id}:jobs", job_id)
                 event = {"status": status, **({"error": fields["error"]} if fields.get("error") else {})}
@@ -307,23 +338,26 @@ class Store:
         seq = self._seq()
         with self.r.pipeline() as pipe:
             pipe.hset(self.p + f"model:{model.id}", mapping=_encode(_dump(model)))
-            pipe.zadd(self.p + "models", {model.id: seq})
+            for who in {None, model.owner}:
+                pipe.zadd(self._index("models", who), {model.id: seq})
             pipe.execute()
 
-    def get_model(self, model_id: str | None) -> Model:
-        """The model ``model_id``, or the newest one when None."""
+    def get_model(self, model_id: str | None, only: str | None = None) -> Model:
+        """The model ``model_id``, or the newest one (of ``only``'s, when given) when None."""
         if model_id is None:
-            newest = self.r.zrevrange(self.p + "models", 0, 0)
+            newest = self.r.zrevrange(self._index("models", only), 0, 0)
             if not newest:
                 raise NotFound("no model yet: run a job first")
             model_id = newest[0]
-        model = self._read(self.p + f"model:{model_id}", Model)
+        model = self._read(self.p + f"model:{model_id}", Model, only)
         if model is None:
             raise NotFound(f"no model {model_id!r}")
         return model
 
-    def list_models(self, cursor: str | None, limit: int) -> tuple[list[Model], str | None]:
-        ids, next_cursor = self._page(self.p + "models", cursor, limit)
+    def list_models(
+        self, cursor: str | None, limit: int, only: str | None = None
+    ) -> tuple[list[Model], str | None]:
+        ids, next_cursor = self._page(self._index("models", only), cursor, limit)
         return self._many("model:", ids, Model), next_cursor
 
     # workers

@@ -137,15 +137,13 @@ def worker(service_env: dict[str, str], store, tmp_path_factory: pytest.TempPath
     _stop(proc)
 
 
-@pytest.fixture(scope="session")
-def api(service_env: dict[str, str], worker: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The API under uvicorn on a free port; yields its base URL."""
+def start_api(env: dict[str, str], log_path: Path, healthy_status: int = 200) -> tuple[subprocess.Popen, str]:
+    """The API under uvicorn on a free port with ``env``, once /health answers ``healthy_status``."""
     port = free_port()
-    log_path = tmp_path_factory.mktemp("logs") / "api.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "service.app:app", "--host", "127.0.0.1", "--port", str(port)],
-            env=service_env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
     url = f"http://127.0.0.1:{port}"
 
@@ -153,11 +151,22 @@ def api(service_env: dict[str, str], worker: str, tmp_path_factory: pytest.TempP
         if proc.poll() is not None:
             pytest.fail(f"API exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
         try:
-            return httpx.get(url + "/health", timeout=2).status_code == 200
+            return httpx.get(url + "/health", timeout=2).status_code == healthy_status
         except httpx.TransportError:
             return False
 
-    wait_for(healthy, 60, "the API to answer /health")
+    try:
+        wait_for(healthy, 60, "the API to answer /health")
+    except BaseException:
+        _stop(proc)
+        raise
+    return proc, url
+
+
+@pytest.fixture(scope="session")
+def api(service_env: dict[str, str], worker: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The API under uvicorn on a free port; yields its base URL."""
+    proc, url = start_api(service_env, tmp_path_factory.mktemp("logs") / "api.log")
     yield url
     _stop(proc)
 

@@ -113,12 +113,15 @@ def test_cli_names_bad_data(tmp_path):
               "--out", str(tmp_path / "t")])
 
 
-@pytest.mark.slow
 def test_real_minilm_student_on_conll_slice(tmp_path):
-    """The real MiniLM teacher and a KD + pseudo-label student on a slice of CoNLL-2003."""
+    """The real MiniLM teacher and a KD + pseudo-label student on a slice of CoNLL-2003.
+
+    500 labeled sentences, 1,500 more as unlabeled text; about 3 minutes on 2 CPU cores.
+    """
     from tagdistill.data import read_file
 
-    torch.set_num_threads(2)
+    if not CONLL.is_dir():
+        pytest.skip("the shared CoNLL-2003 data is not present")
     train = read_file(CONLL / "train.txt", "conll")
     dev = read_file(CONLL / "valid.txt", "conll")
     test = read_file(CONLL / "test.txt", "conll")
@@ -132,16 +135,19 @@ def test_real_minilm_student_on_conll_slice(tmp_path):
         return path
 
     files = DataFiles(
-        train=write(tmp_path / "train", train[:600]), dev=write(tmp_path / "dev", dev[:300]),
-        test=write(tmp_path / "test", test[:500]),
-        unlabeled=write(tmp_path / "unl", train[600:2600], tags=False),
-        unlabeled_format="conll",
+        train=write(tmp_path / "train", train[:500]), dev=write(tmp_path / "dev", dev[:200]),
+        test=write(tmp_path / "test", test[:400]),
+        unlabeled=write(tmp_path / "unl", train[500:2000], tags=False), unlabeled_format="conll",
     )
-    cfg = JobConfig(data=files, teacher={"epochs": 3, "min_steps": 0, "learning_rate": 3e-4},
-                    distill={"epochs": 10, "mode": "kd_pseudo"})
+    cfg = JobConfig(
+        data=files,
+        teacher={"epochs": 3, "min_steps": 0, "learning_rate": 3e-4, "batch_size": 16},
+        distill={"epochs": 6, "mode": "kd_pseudo"},
+    )
     report = run_job(cfg, files, tmp_path / "run", NullProgress())
     teacher_f1, student_f1 = report["teacher"]["test"]["f1"], report["student"]["test"]["f1"]
-    print(f"teacher F1 {teacher_f1:.3f}, student F1 {student_f1:.3f}, speedup {report['speedup']}")
-    assert teacher_f1 > 0.5
-    assert student_f1 > 0.45  # floor measured at ~0.0 (see the closing note); the student learns
+    print(f"teacher F1 {teacher_f1:.3f}, student F1 {student_f1:.3f}, speedup {report['speedup']}, "
+          f"seconds {report['seconds']}")
+    assert teacher_f1 > 0.55
+    assert student_f1 > 0.45
     assert report["speedup"]["batch_32"] > 1 and report["speedup"]["batch_1"] > 1

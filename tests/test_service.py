@@ -267,6 +267,12 @@ def test_predict_with_an_unknown_model_is_404(client: httpx.Client) -> None:
         ({"data": {"train": "/etc/passwd", "dev": "/etc/passwd"}}, ["body", "data"], "POST /datasets"),
         ({"teacher": {"path": "../../etc"}}, ["body", "teacher", "path"], "outside the data directory"),
         ({"teacher": {"path": "jobs/none"}}, ["body", "teacher", "path"], "does not exist"),
+        ({"teacher": {"epochs": -3}}, ["body", "teacher", "epochs"], "greater than or equal"),
+        ({"teacher": {"base_model": "/no/such/model"}}, ["body", "teacher", "base_model"], "a folder on the"),
+        ({"teacher": {"base_model": "../up/there"}}, ["body", "teacher", "base_model"], "Hugging Face"),
+        ({"teacher": {"base_model": "a\u0000" + "b" * 5000}}, ["body", "teacher", "base_model"], "minilm"),
+        ({"teacher": {"path": "x\u0000y"}}, ["body", "teacher", "path"], "not a usable path"),
+        ({"student": {"embeddings": "v" * 300}}, ["body", "student", "embeddings"], "does not exist"),
     ],
 )
 def test_bad_configs_are_422_naming_the_field(
@@ -296,12 +302,21 @@ def _files(**overrides: bytes | None) -> dict[str, tuple[str, bytes]]:
         (_files(train=b"Paris B-LOC\nis O\n\nBerlin B-LOC X\n"), ["body", "train"], "train.conll, line 4"),
         (_files(dev=b"Paris X-LOC\n"), ["body", "dev"], "dev.conll, line 1"),
         (_files(dev=None), ["body", "dev"], "Field required"),
+        (_files(train=b"Paris B-LOC\nis O\n\xff\xfe O\n"), ["body", "train"], "line 3: not UTF-8"),
+        (_files(dev=b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00"), ["body", "dev"], "dev.conll, line 1"),
+        (_files(train=b""), ["body", "train"], "train.conll: no sentences"),
+        (_files(dev=b"-DOCSTART- -X- O\n\n\n  \n"), ["body", "dev"], "dev.conll: no sentences"),
+        (_files(train=b"Paris O\nis O\n"), ["body", "train"], "no entities"),
+        (_files(dev=b"Paris B-FOOD\n"), ["body", "dev"], "entity type FOOD does not occur in train.conll"),
+        (_files(train=b"Paris\tB-LOC\nis\n"), ["body", "train"], "line 2: 1 columns"),
     ],
 )
 def test_bad_files_are_422_naming_file_and_line(
-    client: httpx.Client, files: dict, loc: list, words: str, settings
+    client: httpx.Client, files: dict, loc: list, words: str, settings, dataset: dict[str, Any]
 ) -> None:
     before = set((settings.data_dir / "datasets").glob("*"))
+    folder = settings.data_dir / "datasets" / dataset["id"]
+    stored = {p.name: p.read_bytes() for p in folder.iterdir()}
     response = client.post("/datasets", files=files)
     assert response.status_code == 422, response.text
     error = response.json()["detail"][0]
@@ -310,6 +325,10 @@ def test_bad_files_are_422_naming_file_and_line(
         assert error["filename"] == f"my-{loc[1]}.txt"
     assert set((settings.data_dir / "datasets").glob("*")) == before  # nothing kept
     assert not list((settings.data_dir / "tmp").glob("*"))
+    # and what was stored before is still listed, unchanged
+    assert client.get(f"/datasets/{dataset['id']}").json() == dataset
+    assert dataset["id"] in [d["id"] for d in client.get("/datasets", params={"limit": 100}).json()["items"]]
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == stored
 
 
 def test_bad_format_field_is_422(client: httpx.Client) -> None:
@@ -318,7 +337,7 @@ def test_bad_format_field_is_422(client: httpx.Client) -> None:
     assert response.json()["detail"][0]["loc"] == ["body", "format"]
 
 
-def test_upload_over_the_size_limit_is_413(client: httpx.Client, settings) -> None:
+def test_upload_over_the_size_limit_is_413(client: httpx.Client, settings, dataset: dict[str, Any]) -> None:
     big = b"Paris B-LOC\n\n" * (3 * 1024 * 1024 // 13)  # 3 MB against the tests' 2 MB limit
     response = client.post("/datasets", files=_files(train=big))
     assert response.status_code == 413
@@ -333,6 +352,8 @@ def test_upload_over_the_size_limit_is_413(client: httpx.Client, settings) -> No
     headers = {"content-type": "multipart/form-data; boundary=b"}
     streamed = client.post("/datasets", content=chunks(), headers=headers)
     assert streamed.status_code == 413
+    assert client.get(f"/datasets/{dataset['id']}").json() == dataset
+    assert not list((settings.data_dir / "tmp").glob("*"))
 
 
 @pytest.mark.parametrize(

@@ -85,7 +85,8 @@ def register_model(store: Store, data: DataDir, job: Job, cfg: JobConfig, report
     student_dir = data.job(job.id) / "student"
     teacher_dir = cfg.teacher.path or data.job(job.id) / "teacher"
     model = Model(
-        id=store.new_id("mdl"), job_id=job.id, dataset_id=job.dataset_id, created_at=utcnow(),
+        id=store.new_id("mdl"), job_id=job.id, dataset_id=job.dataset_id, owner=job.owner,
+        created_at=utcnow(),
         labels=read_meta(student_dir)["labels"],
         student_path=data.relative(student_dir), teacher_path=data.relative(teacher_dir),
         teacher=report["teacher"], student=report["student"], speedup=report["speedup"],

@@ -9,6 +9,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Query, Response, UploadFile
 
+from service.auth import CallerDep
 from service.deps import DataDirDep, StoreDep
 from service.errors import invalid
 from service.schemas import Dataset, DatasetList, utcnow
@@ -23,6 +24,7 @@ EXTENSIONS = {"conll": "conll", "jsonl": "jsonl", "text": "txt"}
 @router.post("", status_code=201, response_model=Dataset)
 def upload_dataset(
     store: StoreDep,
+    caller: CallerDep,
     data: DataDirDep,
     train: Annotated[UploadFile, File(description="labeled training sentences")],
     dev: Annotated[UploadFile, File(description="labeled sentences for model selection")],
@@ -48,7 +50,8 @@ def upload_dataset(
                 shutil.copyfileobj(upload.file, out, 1 << 20)
         stats = _check(staging, files, uploads, format, unlabeled_format, tag_column)
         ds = Dataset(
-            id=store.new_id("ds"), name=name, created_at=utcnow(), files=files, format=format,
+            id=store.new_id("ds"), name=name, owner=caller.owner, created_at=utcnow(), files=files,
+            format=format,
             unlabeled_format=unlabeled_format, tag_column=tag_column,
             size_bytes=sum((staging / f).stat().st_size for f in files.values()), stats=stats,
         )
@@ -89,26 +92,27 @@ def _check(
 @router.get("", response_model=DatasetList)
 def list_datasets(
     store: StoreDep,
+    caller: CallerDep,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> DatasetList:
     """Datasets, newest first."""
     try:
-        items, next_cursor = store.list_datasets(cursor, limit)
+        items, next_cursor = store.list_datasets(cursor, limit, caller.only)
     except ValueError as exc:
         raise invalid(["query", "cursor"], str(exc)) from None
     return DatasetList(items=items, next_cursor=next_cursor)
 
 
 @router.get("/{dataset_id}", response_model=Dataset)
-def get_dataset(dataset_id: str, store: StoreDep) -> Dataset:
+def get_dataset(dataset_id: str, store: StoreDep, caller: CallerDep) -> Dataset:
     """One dataset with its statistics."""
-    return store.get_dataset(dataset_id)
+    return store.get_dataset(dataset_id, caller.only)
 
 
 @router.delete("/{dataset_id}", status_code=204)
-def delete_dataset(dataset_id: str, store: StoreDep, data: DataDirDep) -> Response:
+def delete_dataset(dataset_id: str, store: StoreDep, data: DataDirDep, caller: CallerDep) -> Response:
     """Delete a dataset and its files; 409 while an unfinished job uses it."""
-    store.delete_dataset(dataset_id)
+    store.delete_dataset(dataset_id, caller.only)
     shutil.rmtree(data.dataset(dataset_id), ignore_errors=True)
     return Response(status_code=204)

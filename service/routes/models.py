@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse
 
+from service.auth import CallerDep
 from service.deps import DataDirDep, StoreDep
 from service.errors import invalid
 from service.schemas import Model, ModelList
@@ -20,27 +21,28 @@ router = APIRouter(prefix="/models", tags=["models"])
 @router.get("", response_model=ModelList)
 def list_models(
     store: StoreDep,
+    caller: CallerDep,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> ModelList:
     """Models, newest first."""
     try:
-        items, next_cursor = store.list_models(cursor, limit)
+        items, next_cursor = store.list_models(cursor, limit, caller.only)
     except ValueError as exc:
         raise invalid(["query", "cursor"], str(exc)) from None
     return ModelList(items=items, next_cursor=next_cursor)
 
 
 @router.get("/{model_id}", response_model=Model)
-def get_model(model_id: str, store: StoreDep) -> Model:
+def get_model(model_id: str, store: StoreDep, caller: CallerDep) -> Model:
     """Teacher and student F1 (overall and per type), sizes, words/s, speedup and the job config."""
-    return store.get_model(model_id)
+    return store.get_model(model_id, caller.only)
 
 
 @router.get("/{model_id}/download", response_class=FileResponse)
-def download_model(model_id: str, store: StoreDep, data: DataDirDep) -> FileResponse:
+def download_model(model_id: str, store: StoreDep, data: DataDirDep, caller: CallerDep) -> FileResponse:
     """The student's folder as a .tar.gz (load it with tagdistill.tagger.Tagger.load)."""
-    model = store.get_model(model_id)
+    model = store.get_model(model_id, caller.only)
     student = data.resolve(model.student_path)
     if not student.is_dir():
         raise NotFound(f"the files of model {model.id} are not in this data directory ({model.student_path})")

@@ -6,6 +6,7 @@ import time
 
 from fastapi import APIRouter
 
+from service.auth import CallerDep
 from service.deps import DataDirDep, ModelsDep, SettingsDep, StoreDep
 from service.errors import invalid
 from service.schemas import PredictRequest, PredictResponse
@@ -18,7 +19,8 @@ TEACHER_NOTE = "tagged by the transformer teacher, which is much slower than the
 
 @router.post("/predict", response_model=PredictResponse)
 def predict(
-    req: PredictRequest, store: StoreDep, data: DataDirDep, models: ModelsDep, settings: SettingsDep
+    req: PredictRequest, store: StoreDep, data: DataDirDep, models: ModelsDep, settings: SettingsDep,
+    caller: CallerDep,
 ) -> PredictResponse:
     """Tokens, IOB2 tags and entities with character offsets, one result per input."""
     field = "texts" if req.texts is not None else "tokens"
@@ -30,7 +32,7 @@ def predict(
         size = len(item) if isinstance(item, str) else sum(len(t) + 1 for t in item)
         if size > settings.max_predict_chars:
             raise invalid(["body", field, i], f"{size} characters; at most {settings.max_predict_chars}")
-    model = store.get_model(req.model_id)
+    model = store.get_model(req.model_id, caller.only)
     path = model.teacher_path if req.use_teacher else model.student_path
     folder = data.resolve(path)
     if not folder.is_dir():
