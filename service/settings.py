@@ -34,7 +34,8 @@ class Settings(BaseSettings):
     model_cache_size: int = Field(4, ge=1)  # models kept loaded in the API process (LRU)
     job_time_limit_s: int = Field(24 * 3600, ge=60)  # soft limit of one job; the job fails past it
     heartbeat_s: float = Field(2.0, gt=0)  # how often a running job and each worker report in
-    heartbeat_timeout_s: float = Field(60.0, gt=0)  # a running job silent this long is marked failed
+    heartbeat_timeout_s: float = Field(60.0, gt=0)  # a running job silent this long is requeued or failed
+    max_attempts: int = Field(3, ge=1)  # runs of a job whose workers vanish, before it is marked failed
     idempotency_ttl_s: int = Field(24 * 3600, ge=1)  # how long an Idempotency-Key maps to its job
     torch_threads: int | None = Field(None, ge=1)  # torch CPU threads in the worker (None: torch's default)
     log_level: str = "INFO"

@@ -29,7 +29,8 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, TypeVar
 
@@ -64,6 +65,14 @@ def _decode(raw: dict[str, str]) -> dict[str, Any]:
 
 def _dump(model: BaseModel) -> dict[str, Any]:
     return model.model_dump(mode="json")
+
+
+@dataclass
+class Reaped:
+    """What ``Store.reap_stale`` did: jobs put back in the queue, and jobs failed for good."""
+
+    requeued: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
 
 
 class Store:
@@ -229,9 +238,19 @@ class Store:
         return self._many("job:", ids, Job), next_cursor
 
     def transition(
-        self, job_id: str, allowed: Iterable[str], status: str | None, **fields: Any
+        self,
+        job_id: str,
+        allowed: Iterable[str],
+        status: str | None,
+        *,
+        check: Callable[[Job], bool] | None = None,
+        note: dict[str, Any] | None = None,
+        next_attempt: bool = False,
+        **fields: Any,
     ) -> tuple[Job, bool]:
-        """Set ``fields`` (and move to ``status``) if the job's status is in ``allowed``.
+        """Set ``fields`` (and move to ``status``) if the job's status is in ``allowed`` and
+        ``check(job)`` holds, all in one transaction. ``next_attempt`` adds one to ``attempts``;
+        ``note`` goes into the status event.
 
         Returns the job as it is afterwards and whether it changed.
         """
@@ -243,10 +262,12 @@ class Store:
             if not raw:
                 raise NotFound(f"no job {job_id!r}")
             job = Job.model_validate(_decode(raw))
-            if job.status not in allowed:
+            if job.status not in allowed or (check is not None and not check(job)):
                 return job, False
             now = utcnow()
             changes: dict[str, Any] = {**fields, "updated_at": now}
+            if next_attempt:
+                changes["attempts"] = job.attempts + 1
             if status is not None and status != job.status:
                 changes["status"] = status
                 if status in TERMINAL:
@@ -260,24 +281,30 @@ class Store:
                     pipe.zadd(self._index("jobs", who, status), {job_id: job.seq})
                 if status in TERMINAL:
                     pipe.srem(self.p + f"dataset:{job.dataset_id}:jobs", job_id)
-                event = {"status": status, **({"error": fields["error"]} if fields.get("error") else {})}
+                event = {"status": status, **({"error": fields["error"]} if fields.get("error") else {}),
+                         **({"attempt": changes["attempts"]} if next_attempt else {}), **(note or {})}
                 self._event(pipe, job_id, "status", event)
             return after, True
 
         return self.r.transaction(tx, key, value_from_callable=True)
 
     def claim_job(self, job_id: str, worker: str) -> Job | None:
-        """Mark a queued job running on ``worker``; None when it is not queued (cancelled, taken)."""
+        """Mark a queued job running on ``worker`` as its next attempt; None when it is not queued
+        (cancelled, or taken: of two deliveries of a job only one gets it)."""
         now = utcnow()
-        job = self.get_job(job_id)
         after, changed = self.transition(
-            job_id, {"queued"}, "running", worker=worker, started_at=now, heartbeat_at=now,
-            attempts=job.attempts + 1,
+            job_id, {"queued"}, "running", worker=worker, started_at=now, heartbeat_at=now, next_attempt=True,
+            note={"worker": worker},
         )
         return after if changed else None
 
-    def finish_job(self, job_id: str, status: str, **fields: Any) -> Job:
-        return self.transition(job_id, {"queued", "running"}, status, **fields)[0]
+    def finish_job(self, job_id: str, status: str, attempt: int | None = None, **fields: Any) -> Job:
+        """End the job in ``status``; with ``attempt``, only while that attempt is the job's current
+        one (a run that was given up on and requeued cannot end the run that replaced it)."""
+        if attempt is None:
+            return self.transition(job_id, {"queued", "running"}, status, **fields)[0]
+        check = lambda job: job.attempts == attempt  # noqa: E731
+        return self.transition(job_id, {"running"}, status, check=check, **fields)[0]
 
     def request_cancel(self, job_id: str) -> Job:
         """Cancel a queued job at once; ask a running one to stop. Conflict when already finished."""
@@ -294,30 +321,54 @@ class Store:
         """Overwrite fields of a job record (progress, metrics): no status change."""
         self.r.hset(self.p + f"job:{job_id}", mapping=_encode({**fields, "updated_at": utcnow()}))
 
-    def heartbeat(self, job_id: str) -> bool:
-        """Record that the job's worker is alive; True when a cancel was requested."""
+    def heartbeat(self, job_id: str, attempt: int | None = None) -> bool:
+        """Record that the job's worker is alive; True when the run should stop: a cancel was
+        requested, or (with ``attempt``) the job is no longer running as this attempt."""
         key = self.p + f"job:{job_id}"
-        with self.r.pipeline() as pipe:
-            pipe.hset(key, mapping=_encode({"heartbeat_at": utcnow()}))
-            pipe.hget(key, "cancel_requested")
-            _, cancel = pipe.execute()
+        cancel, status, attempts = self.r.hmget(key, ["cancel_requested", "status", "attempts"])
+        if attempt is not None and (
+            status is None or json.loads(status) != "running" or json.loads(attempts or "0") != attempt
+        ):
+            return True  # given up on (requeued or failed): another attempt owns the job now
+        self.r.hset(key, mapping=_encode({"heartbeat_at": utcnow()}))
         return bool(cancel and json.loads(cancel))
 
-    def reap_stale(self, timeout_s: float) -> list[str]:
-        """Fail running jobs whose worker has not reported for ``timeout_s``; their ids."""
-        limit = time.time() - timeout_s
-        failed = []
+    def reap_stale(self, timeout_s: float, max_attempts: int = 1) -> Reaped:
+        """Running jobs whose worker has not reported for ``timeout_s``: requeued (status
+        ``queued``) while they have had fewer than ``max_attempts`` attempts, else failed
+        (``cancelled`` when a cancel was requested; listed with the failed).
+
+        Each is one transaction that also checks the heartbeat is still stale, so of several
+        sweepers (the API, every worker) one acts. The caller sends the requeued ones' tasks.
+        """
+        reaped, limit = Reaped(), time.time() - timeout_s
         for job_id in self.r.zrange(self.p + "jobs:running", 0, -1):
             beat = self.r.hget(self.p + f"job:{job_id}", "heartbeat_at")
             if beat is None or datetime.fromisoformat(json.loads(beat)).timestamp() >= limit:
                 continue
+
+            def stale(job: Job) -> bool:
+                return job.heartbeat_at is None or job.heartbeat_at.timestamp() < time.time() - timeout_s
+
             job = self.get_job(job_id)
-            seen = job.heartbeat_at.timestamp() if job.heartbeat_at else limit
-            error = f"worker {job.worker} lost: no heartbeat for {time.time() - seen:.0f} s"
-            _, changed = self.transition(job_id, {"running"}, "failed", error=error)
-            if changed:
-                failed.append(job_id)
-        return failed
+            silent = time.time() - job.heartbeat_at.timestamp() if job.heartbeat_at else timeout_s
+            lost = f"worker {job.worker} lost: no heartbeat for {silent:.0f} s"
+            if job.cancel_requested:  # nobody wants another attempt
+                _, changed = self.transition(job_id, {"running"}, "cancelled", check=stale, error=lost)
+                if changed:
+                    reaped.failed.append(job_id)
+            elif job.attempts < max_attempts:
+                note = {"attempt": job.attempts, "reason": f"{lost}; requeued for attempt "
+                        f"{job.attempts + 1} of {max_attempts}"}
+                _, changed = self.transition(job_id, {"running"}, "queued", check=stale, note=note)
+                if changed:
+                    reaped.requeued.append(job_id)
+            else:
+                error = f"{lost} (attempt {job.attempts} of {max_attempts})"
+                _, changed = self.transition(job_id, {"running"}, "failed", check=stale, error=error)
+                if changed:
+                    reaped.failed.append(job_id)
+        return reaped
 
     # events
 

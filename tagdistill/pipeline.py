@@ -4,6 +4,8 @@ Folder layout of a job (``work_dir``)::
 
     teacher/                    the fine-tuned teacher (absent when an existing one is reused)
     teacher_logits.safetensors  the teacher's word-level logits on train and unlabeled, computed once
+    checkpoints/                the last epoch of teacher/ and student/ training (tagdistill.checkpoint),
+                                so a job run again in the same folder resumes; removed when the job ends
     student/                    the distilled student (model.safetensors + tagdistill.json)
     report.json                 metrics of both, sizes, speeds, the config
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import json
 import platform
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -54,7 +57,7 @@ def run_job(cfg: JobConfig, files: DataFiles, work_dir: Path, progress: Progress
     t0 = time.perf_counter()
     student, history = train_student(
         cfg.distill, cfg.student, data.labels, labeled, unlabeled, data.dev,
-        work_dir / "student", device, progress, cfg.seed,
+        work_dir / "student", device, progress, cfg.seed, work_dir / "checkpoints" / "student",
     )
     timings["student"] = time.perf_counter() - t0
 
@@ -71,6 +74,7 @@ def run_job(cfg: JobConfig, files: DataFiles, work_dir: Path, progress: Progress
         config=cfg.model_dump(mode="json"),
     )
     (work_dir / "report.json").write_text(json.dumps(report, indent=1))
+    shutil.rmtree(work_dir / "checkpoints", ignore_errors=True)
     return report
 
 
@@ -89,7 +93,8 @@ def obtain_teacher(
         progress.log(f"teacher: reusing {cfg.teacher.path}")
         return teacher
     return train_teacher(
-        cfg.teacher, data.train, data.dev, data.labels, work_dir / "teacher", device, progress, cfg.seed
+        cfg.teacher, data.train, data.dev, data.labels, work_dir / "teacher", device, progress, cfg.seed,
+        work_dir / "checkpoints" / "teacher",
     )
 
 

@@ -11,6 +11,7 @@ import importlib.util
 import json
 import math
 import random
+import shutil
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -30,6 +31,7 @@ from transformers.modeling_outputs import TokenClassifierOutput
 from transformers.utils import logging as hf_logging
 
 from tagdistill.alignment import Window, batch_tensors, first_subtoken_logits, make_windows, merge_windows
+from tagdistill.checkpoint import fingerprint, load_checkpoint, save_checkpoint
 from tagdistill.config import TeacherConfig
 from tagdistill.data import Sentence
 from tagdistill.metrics import entity_scores
@@ -237,6 +239,7 @@ def train_teacher(
     device: torch.device,
     progress: Progress,
     seed: int,
+    checkpoint_dir: Path | None = None,
 ) -> Teacher:
     """Fine-tune ``cfg.base_model`` on ``train`` (Sentences with IOB2 tags) and return the epoch with the
     best dev F1 (the earlier one on a tie), saved in ``out_dir``. ``cfg.path`` is not consulted here.
@@ -246,9 +249,20 @@ def train_teacher(
     similar length, padded to the longest; batches come in a seeded random order each epoch.
     On a small dataset the epochs are raised until there are ``cfg.min_steps`` steps in all;
     ``epochs=0`` saves the pretrained encoder with its untrained head.
+
+    With ``checkpoint_dir``, training can be resumed after the process is killed: every epoch ends
+    with a checkpoint there (weights, AdamW and scheduler state, RNG states; ``tagdistill.checkpoint``)
+    and a later call with the same arguments continues at the next epoch with the same batches. A
+    teacher that finished (``finished`` in ``out_dir``'s ``tagdistill.json``, with the same config
+    fingerprint) is loaded instead of trained; the checkpoint is deleted once the teacher is done.
     """
     if not dev:
         raise ValueError("the teacher needs dev sentences to choose its best epoch")
+    signature = fingerprint(cfg.model_dump(mode="json"), seed, labels, len(train), len(dev))
+    if checkpoint_dir is not None and _finished(out_dir, signature):
+        progress.stage("teacher", 0)
+        progress.log(f"teacher: already trained in {out_dir}, reused")
+        return Teacher.load(out_dir, device)
     torch.manual_seed(seed)  # the new head and dropout
     rng = random.Random(seed)  # batch order
     teacher = Teacher.create(cfg.base_model, labels, device, max_length=cfg.max_length, stride=cfg.stride)
@@ -272,7 +286,16 @@ def train_teacher(
     best: float | None = None
     if epochs > cfg.epochs:
         progress.log(f"teacher: {epochs} epochs instead of {cfg.epochs}, to reach min_steps={cfg.min_steps}")
-    for epoch in range(1, epochs + 1):
+    start = 1
+    resumed = load_checkpoint(checkpoint_dir, signature, model, optimizer, rng) if checkpoint_dir else None
+    if resumed is not None:
+        scheduler.load_state_dict(resumed["scheduler"])
+        best = teacher.dev_f1 = resumed["best"]
+        start = resumed["epoch"] + 1
+        progress.step(per_epoch * resumed["epoch"])
+        progress.log(f"teacher: resumed at epoch {start} of {epochs} "
+                     f"from the checkpoint of epoch {start - 1}")
+    for epoch in range(start, epochs + 1):
         started = time.perf_counter()
         model.train()
         losses = []
@@ -290,6 +313,10 @@ def train_teacher(
         if best is None or scores["f1"] > best:
             best = teacher.dev_f1 = scores["f1"]
             teacher.save(out_dir)
+        if checkpoint_dir is not None:  # before the epoch is reported: a reported epoch is never redone
+            state = {"fingerprint": signature, "epoch": epoch, "best": best,
+                     "scheduler": scheduler.state_dict()}
+            save_checkpoint(checkpoint_dir, model, optimizer, rng, state)
         progress.epoch(
             epoch,
             {
@@ -304,7 +331,24 @@ def train_teacher(
     if best is None:  # epochs == 0
         teacher.dev_f1 = _dev_scores(teacher, dev, cfg.eval_batch_size)["f1"]
         teacher.save(out_dir)
+    if checkpoint_dir is not None:
+        meta_path = Path(out_dir) / META_FILE
+        meta = json.loads(meta_path.read_text())
+        meta.update(finished=True, fingerprint=signature)
+        tmp = meta_path.with_name(META_FILE + ".tmp")
+        tmp.write_text(json.dumps(meta, indent=2) + "\n")
+        tmp.replace(meta_path)  # at once: a kill leaves the old file or the new one
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
     return Teacher.load(out_dir, device)
+
+
+def _finished(out_dir: Path, signature: str) -> bool:
+    """True when ``out_dir`` holds a teacher that ``train_teacher`` finished with this config."""
+    try:
+        meta = json.loads((Path(out_dir) / META_FILE).read_text())
+    except (OSError, ValueError):
+        return False
+    return meta.get("finished") is True and meta.get("fingerprint") == signature
 
 
 def _tag_ids(sentences: Sequence[Sentence], labels: list[str]) -> list[list[int]]:

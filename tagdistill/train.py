@@ -19,14 +19,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import load_file
 
+from tagdistill.checkpoint import fingerprint, load_checkpoint, save_checkpoint
 from tagdistill.config import DistillConfig, StudentConfig
 from tagdistill.data import Sentence
 from tagdistill.losses import distill_loss
 from tagdistill.metrics import entity_scores
 from tagdistill.progress import Progress
 from tagdistill.student import NeuralTagger, load_vectors
-from tagdistill.tagger import save_student, student_predict
+from tagdistill.tagger import WEIGHTS_FILE, save_student, student_predict
 from tagdistill.vocab import IGNORE, Vocab
 
 
@@ -104,8 +106,14 @@ def train_student(
     device: torch.device,
     progress: Progress,
     seed: int,
+    checkpoint_dir: Path | None = None,
 ) -> tuple[NeuralTagger, dict]:
-    """Train a student; the best dev-F1 one is saved to ``out_dir`` and returned with its history."""
+    """Train a student; the best dev-F1 one is saved to ``out_dir`` and returned with its history.
+
+    With ``checkpoint_dir``, every epoch ends with a checkpoint there (weights, Adam state, RNG
+    states, best F1, patience count, history), and a later call with the same arguments continues
+    at the next epoch, or returns at once when the loop had ended. The caller deletes the folder.
+    """
     set_seed(seed)
     rng = random.Random(seed)
     vocab = Vocab.build([e.tokens for e in labeled + unlabeled], labels, student_cfg)
@@ -121,7 +129,21 @@ def train_student(
                  f"{len(labeled)} labeled + {len(unlabeled) if use_unlabeled else 0} unlabeled sentences")
 
     best_f1, best_state, bad_epochs, history = -1.0, None, 0, []
-    for epoch in range(1, cfg.epochs + 1):
+    signature = fingerprint(cfg.model_dump(mode="json"), student_cfg.model_dump(mode="json"), labels, seed,
+                            len(labeled), len(unlabeled), len(dev))
+    start, ended = 1, False
+    resumed = load_checkpoint(checkpoint_dir, signature, model, optimizer, rng) if checkpoint_dir else None
+    if resumed is not None:
+        best_f1, bad_epochs, history = resumed["best_f1"], resumed["bad_epochs"], resumed["history"]
+        start, ended = resumed["epoch"] + 1, resumed["ended"]
+        if best_f1 >= 0:
+            best_state = load_file(str(Path(out_dir) / WEIGHTS_FILE), device=str(device))
+        progress.step(steps_per_epoch * resumed["epoch"])
+        progress.log(f"student: resumed at epoch {start} of {cfg.epochs} "
+                     f"from the checkpoint of epoch {start - 1}")
+    for epoch in range(start, cfg.epochs + 1):
+        if ended:
+            break
         model.train()
         started = time.perf_counter()
         key = lambda e: len(e.tokens)  # noqa: E731
@@ -144,16 +166,20 @@ def train_student(
             "seconds": time.perf_counter() - started,
         }
         history.append(record)
-        progress.epoch(epoch, record)
         if dev_scores["f1"] > best_f1:
             best_f1, bad_epochs = dev_scores["f1"], 0
             best_state = copy.deepcopy(model.state_dict())
             save_student(model, out_dir, {"dev_f1": best_f1, "epoch": epoch})
         else:
             bad_epochs += 1
-            if bad_epochs >= cfg.patience:
-                progress.log(f"student: no better dev F1 for {bad_epochs} epochs, stopping")
-                break
+        ended = bad_epochs >= cfg.patience
+        if checkpoint_dir is not None:  # before the epoch is reported: a reported epoch is never redone
+            state = {"fingerprint": signature, "epoch": epoch, "best_f1": best_f1, "bad_epochs": bad_epochs,
+                     "history": history, "ended": ended}
+            save_checkpoint(checkpoint_dir, model, optimizer, rng, state)
+        progress.epoch(epoch, record)
+        if ended:
+            progress.log(f"student: no better dev F1 for {bad_epochs} epochs, stopping")
     if best_state is None:  # zero epochs: keep the untrained student
         save_student(model, out_dir, {"dev_f1": None, "epoch": 0})
     else:

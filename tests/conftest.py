@@ -112,19 +112,16 @@ def store(settings):  # -> Store
     return Store.from_url(settings.redis_url, settings.key_prefix)
 
 
-@pytest.fixture(scope="session")
-def worker(service_env: dict[str, str], store, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real Celery worker process on this session's queue; yields its name."""
-    name = f"{service_env['TAGDISTILL_QUEUE']}@{os.uname().nodename}"
-    log_path = tmp_path_factory.mktemp("logs") / "worker.log"
-    with log_path.open("wb") as log:
+def start_worker(env: dict[str, str], name: str, log_path: Path, store) -> subprocess.Popen:
+    """A real Celery worker process (its own process group) on ``env``'s queue, once it reports in."""
+    with log_path.open("ab") as log:
         proc = subprocess.Popen(
             [
                 sys.executable, "-m", "celery", "-A", "worker.app", "worker", "--queues",
-                service_env["TAGDISTILL_QUEUE"], "--concurrency", "1", "--hostname", name,
+                env["TAGDISTILL_QUEUE"], "--concurrency", "1", "--hostname", name,
                 "--without-gossip", "--without-mingle", "--loglevel", "INFO",
             ],
-            env=service_env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
 
     def ready() -> bool:
@@ -132,7 +129,19 @@ def worker(service_env: dict[str, str], store, tmp_path_factory: pytest.TempPath
             pytest.fail(f"worker exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
         return any(w.name == name for w in store.live_workers(30))
 
-    wait_for(ready, 90, "the worker to report in")
+    try:
+        wait_for(ready, 90, "the worker to report in")
+    except BaseException:
+        _stop(proc)
+        raise
+    return proc
+
+
+@pytest.fixture(scope="session")
+def worker(service_env: dict[str, str], store, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Celery worker process on this session's queue; yields its name."""
+    name = f"{service_env['TAGDISTILL_QUEUE']}@{os.uname().nodename}"
+    proc = start_worker(service_env, name, tmp_path_factory.mktemp("logs") / "worker.log", store)
     yield name
     _stop(proc)
 

@@ -66,17 +66,57 @@ def test_a_queued_job_is_cancelled_at_once_and_never_claimed(store: Store, job_i
     assert store.claim_job(job_id, "w1") is None
 
 
-def test_a_job_whose_worker_vanished_is_failed(store: Store, job_id: str, settings) -> None:
-    store.claim_job(job_id, "gone@host")
+def _silence(store: Store, job_id: str, settings) -> None:
     store.update_job(job_id, heartbeat_at=utcnow() - timedelta(seconds=settings.heartbeat_timeout_s + 5))
-    assert job_id in store.reap_stale(settings.heartbeat_timeout_s)
+
+
+def test_a_job_whose_worker_vanished_is_requeued_then_failed(store: Store, job_id: str, settings) -> None:
+    timeout = settings.heartbeat_timeout_s
+    first = store.claim_job(job_id, "gone@host")
+    assert first is not None and first.attempts == 1
+    assert store.reap_stale(timeout, max_attempts=2).requeued == []  # its heartbeat is fresh
+    _silence(store, job_id, settings)
+    assert store.reap_stale(timeout, max_attempts=2).requeued == [job_id]
+    assert store.get_job(job_id).status == "queued"
+    assert store.reap_stale(timeout, max_attempts=2).requeued == []  # one sweeper acts, once
+    assert store.heartbeat(job_id, attempt=1)  # the lost run is told to stop...
+    assert store.finish_job(job_id, "failed", attempt=1).status == "queued"  # ...and cannot end the job
+
+    second = store.claim_job(job_id, "other@host")
+    assert second is not None and second.attempts == 2
+    assert store.claim_job(job_id, "third@host") is None  # never two runs at once
+    assert not store.heartbeat(job_id, attempt=2)
+    _silence(store, job_id, settings)
+    assert store.reap_stale(timeout, max_attempts=2).failed == [job_id]
+    job = store.get_job(job_id)
+    assert job.status == "failed" and "other@host lost" in job.error and "attempt 2 of 2" in job.error
+    statuses = [e.data for e in store.events(job_id) if e.type == "status"]
+    assert [d["status"] for d in statuses] == ["queued", "running", "queued", "running", "failed"]
+    assert statuses[1]["attempt"] == 1
+    assert statuses[3] == {"status": "running", "attempt": 2, "worker": "other@host"}
+    assert "gone@host lost" in statuses[2]["reason"] and "attempt 2 of 2" in statuses[2]["reason"]
+
+
+def test_with_one_attempt_a_vanished_worker_fails_the_job(store: Store, job_id: str, settings) -> None:
+    store.claim_job(job_id, "gone@host")
+    _silence(store, job_id, settings)
+    assert store.reap_stale(settings.heartbeat_timeout_s).failed == [job_id]  # max_attempts=1
     job = store.get_job(job_id)
     assert job.status == "failed" and "gone@host lost" in job.error
-    assert job_id not in store.reap_stale(settings.heartbeat_timeout_s)
-    assert [e.data for e in store.events(job_id) if e.type == "status"][-1]["status"] == "failed"
+    assert store.reap_stale(settings.heartbeat_timeout_s).failed == []
 
 
 def test_records_are_plain_json_hashes(store: Store, job_id: str) -> None:
     raw = store.r.hgetall(store.p + f"job:{job_id}")
     assert json.loads(raw["status"]) == "queued"
     assert store.r.zscore(store.p + "jobs:queued", job_id) is not None
+
+
+def test_a_cancelled_job_whose_worker_vanished_is_cancelled_not_requeued(
+    store: Store, job_id: str, settings
+) -> None:
+    store.claim_job(job_id, "gone@host")
+    store.request_cancel(job_id)
+    _silence(store, job_id, settings)
+    assert store.reap_stale(settings.heartbeat_timeout_s, max_attempts=3).failed == [job_id]
+    assert store.get_job(job_id).status == "cancelled"

@@ -1,7 +1,8 @@
 """The Celery app (``celery -A worker.app worker``); the API imports it only to send tasks by name.
 
 The worker's main process reports in every ``heartbeat_s`` (``GET /health`` lists it) and
-fails jobs whose worker stopped reporting (killed, or its machine gone).
+requeues (or, after ``max_attempts``, fails) jobs whose worker stopped reporting (killed, or its
+machine gone); see ``worker/sweep.py``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from service.logs import setup_logging
 from service.settings import get_settings
 from service.store import Store
 from worker.celeryconfig import RUN_JOB, celery_config
+from worker.sweep import sweep
 
 __all__ = ["RUN_JOB", "celery_app"]
 
@@ -30,7 +32,7 @@ celery_app.conf.update(celery_config(settings))
 
 
 class _ReportIn:
-    """A thread of the worker's main process: heartbeat, and failing jobs of vanished workers."""
+    """A thread of the worker's main process: heartbeat, and the sweep for jobs of vanished workers."""
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -43,8 +45,7 @@ class _ReportIn:
         while not self.stop.is_set():
             try:
                 self.store.worker_seen(self.name, self.info, settings.heartbeat_timeout_s)
-                for job_id in self.store.reap_stale(settings.heartbeat_timeout_s):
-                    log.warning("job failed: its worker stopped reporting", extra={"job_id": job_id})
+                sweep(self.store, celery_app, settings)
             except Exception:  # Redis away for a moment: try again next beat
                 log.exception("worker heartbeat failed")
             self.stop.wait(settings.heartbeat_s)

@@ -10,9 +10,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
+import redis
 from pydantic_core import to_jsonable_python
 
 from service.schemas import JobProgress
@@ -30,11 +32,12 @@ EVENT_EVERY_S = 2.0  # "progress" events at most this often (stage and epoch eve
 class Heartbeat:
     """``with Heartbeat(store, job_id, every_s) as beat:`` keeps the job alive.
 
-    ``beat.cancelled`` is set once a cancel of the job was requested.
+    ``beat.cancelled`` is set once a cancel of the job was requested, or (with ``attempt``) once
+    the job is no longer running as that attempt (it was given up on and requeued).
     """
 
-    def __init__(self, store: Store, job_id: str, every_s: float) -> None:
-        self.store, self.job_id, self.every_s = store, job_id, every_s
+    def __init__(self, store: Store, job_id: str, every_s: float, attempt: int | None = None) -> None:
+        self.store, self.job_id, self.every_s, self.attempt = store, job_id, every_s, attempt
         self.cancelled = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"heartbeat-{job_id}", daemon=True)
@@ -42,7 +45,7 @@ class Heartbeat:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                if self.store.heartbeat(self.job_id):
+                if self.store.heartbeat(self.job_id, self.attempt):
                     self.cancelled.set()
             except Exception:  # Redis away for a moment: the job goes on, the next beat retries
                 log.exception("job heartbeat failed", extra={"job_id": self.job_id})
@@ -64,12 +67,13 @@ class RedisProgress:
         self.state = JobProgress()
         self.metrics: dict[str, Any] = {}
         self._written = self._evented = 0.0
+        self._warned = -1e9
 
     def stage(self, name: str, total: int) -> None:
         self._check()
         self.state = JobProgress(stage=name, total=max(total, 0), fraction=self._fraction(name, 0.0))
         self._write(force=True)
-        self.store.add_event(self.job_id, "stage", {"stage": name, "total": self.state.total})
+        self._record(self.store.add_event, self.job_id, "stage", {"stage": name, "total": self.state.total})
 
     def step(self, n: int = 1, **values: float) -> None:
         self._check()
@@ -87,11 +91,11 @@ class RedisProgress:
         self.metrics[self.state.stage or "job"] = {"epoch": epoch, **metrics}
         self._write(force=True)
         event = {"stage": self.state.stage, "epoch": epoch, "metrics": metrics}
-        self.store.add_event(self.job_id, "epoch", event)
+        self._record(self.store.add_event, self.job_id, "epoch", event)
 
     def log(self, message: str) -> None:
         self._check()
-        self.store.add_event(self.job_id, "log", {"message": message})
+        self._record(self.store.add_event, self.job_id, "log", {"message": message})
 
     def _check(self) -> None:
         if self.cancelled.is_set():
@@ -111,7 +115,17 @@ class RedisProgress:
         s = self.state
         elapsed = now - self.started
         s.eta_s = round(elapsed * (1 - s.fraction) / s.fraction, 1) if s.fraction >= 0.02 else None
-        self.store.update_job(self.job_id, stage=s.stage, progress=s, metrics=self.metrics)
+        self._record(self.store.update_job, self.job_id, stage=s.stage, progress=s, metrics=self.metrics)
         if now - self._evented >= EVENT_EVERY_S:
             self._evented = now
-            self.store.add_event(self.job_id, "progress", s.model_dump(mode="json"))
+            self._record(self.store.add_event, self.job_id, "progress", s.model_dump(mode="json"))
+
+    def _record(self, write: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        """Progress is best effort: while Redis is away (restarted, say) training goes on, and the
+        records and events of that time are lost; the next write after it is back lands."""
+        try:
+            write(*args, **kwargs)
+        except redis.RedisError as exc:
+            if time.monotonic() - self._warned > 10:
+                self._warned = time.monotonic()
+                log.warning("progress not recorded: %s", exc, extra={"job_id": self.job_id})

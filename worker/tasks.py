@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
+import redis
 from celery.exceptions import SoftTimeLimitExceeded
 
 from service.layout import DataDir
@@ -24,6 +26,8 @@ from worker.app import RUN_JOB, celery_app
 from worker.progress import Heartbeat, RedisProgress
 
 log = logging.getLogger("tagdistill.worker")
+T = TypeVar("T")
+RETRY_S = 120  # how long the end of a job waits for an unreachable Redis
 
 
 @celery_app.task(name=RUN_JOB, bind=True)
@@ -36,7 +40,7 @@ def run_job(self: Any, job_id: str) -> dict[str, Any]:
         return {"job_id": job_id, "ran": False}
     log.info("job started", extra={"job_id": job_id, "attempt": job.attempts})
     started = time.monotonic()
-    with Heartbeat(store, job_id, settings.heartbeat_s) as beat:
+    with Heartbeat(store, job_id, settings.heartbeat_s, job.attempts) as beat:
         status = execute(store, DataDir(settings.data_dir), job, RedisProgress(store, job_id, beat.cancelled))
     seconds = round(time.monotonic() - started, 1)
     log.info("job ended", extra={"job_id": job_id, "status": status, "seconds": seconds})
@@ -53,24 +57,37 @@ def execute(store: Store, data: DataDir, job: Job, progress: RedisProgress) -> s
 
         if settings.torch_threads:
             torch.set_num_threads(settings.torch_threads)
-        cfg, files = job_inputs(store, data, job)
+        cfg, files = retrying(job_inputs, store, data, job)
         report = run_pipeline(cfg, files, data.job(job.id), progress)
         model = register_model(store, data, job, cfg, report)
-    except Cancelled:
-        return store.finish_job(job.id, "cancelled").status
+    except Cancelled:  # a cancel, or this attempt was given up on (then finish_job changes nothing)
+        return retrying(store.finish_job, job.id, "cancelled", job.attempts).status
     except SoftTimeLimitExceeded:
         error = f"time limit of {settings.job_time_limit_s} s exceeded"
-        return store.finish_job(job.id, "failed", error=error).status
+        return retrying(store.finish_job, job.id, "failed", job.attempts, error=error).status
     except Exception as exc:  # any failure of the job is the job's, not the worker's
         log.exception("job failed", extra={"job_id": job.id})
         error = str(exc) if isinstance(exc, DataError) else f"{type(exc).__name__}: {exc}"
-        return store.finish_job(job.id, "failed", error=error).status
+        return retrying(store.finish_job, job.id, "failed", job.attempts, error=error).status
     progress.state.fraction, progress.state.eta_s = 1.0, 0.0
-    return store.finish_job(
-        job.id, "succeeded", model_id=model.id, progress=progress.state,
+    return retrying(
+        store.finish_job, job.id, "succeeded", job.attempts, model_id=model.id, progress=progress.state,
         metrics={**progress.metrics, "report": {"teacher": model.teacher, "student": model.student,
                                                "speedup": model.speedup}},
     ).status
+
+
+def retrying(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``call`` again while Redis is unreachable (restarting, say), for up to RETRY_S seconds."""
+    deadline = time.monotonic() + RETRY_S
+    while True:
+        try:
+            return call(*args, **kwargs)
+        except (redis.ConnectionError, redis.TimeoutError):
+            if time.monotonic() > deadline:
+                raise
+            log.warning("Redis unreachable: trying again", exc_info=True)
+            time.sleep(1)
 
 
 def job_inputs(store: Store, data: DataDir, job: Job) -> tuple[JobConfig, DataFiles]:
@@ -92,5 +109,5 @@ def register_model(store: Store, data: DataDir, job: Job, cfg: JobConfig, report
         teacher=report["teacher"], student=report["student"], speedup=report["speedup"],
         seconds=report["seconds"], device=report["device"], config=job.config,
     )
-    store.add_model(model)
+    retrying(store.add_model, model)
     return model

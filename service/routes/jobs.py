@@ -22,6 +22,7 @@ from service.schemas import TERMINAL, Event, Job, JobList, JobStatus
 from service.store import NotFound, Store
 from tagdistill.config import DEFAULT_TEACHER, JobConfig
 from worker.celeryconfig import RUN_JOB
+from worker.sweep import sweep
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 log = logging.getLogger("tagdistill.api")
@@ -125,13 +126,14 @@ def _check_paths(cfg: JobConfig, data: DataDir, store: Store, caller: Caller) ->
 def list_jobs(
     store: StoreDep,
     settings: SettingsDep,
+    celery: CeleryDep,
     caller: CallerDep,
     status: Annotated[JobStatus | None, Query(description="only jobs in this status")] = None,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> JobList:
     """Jobs, newest first."""
-    store.reap_stale(settings.heartbeat_timeout_s)
+    sweep(store, celery, settings)
     try:
         items, next_cursor = store.list_jobs(status, cursor, limit, caller.only)
     except ValueError as exc:
@@ -140,9 +142,9 @@ def list_jobs(
 
 
 @router.get("/{job_id}", response_model=Job)
-def get_job(job_id: str, store: StoreDep, settings: SettingsDep, caller: CallerDep) -> Job:
+def get_job(job_id: str, store: StoreDep, settings: SettingsDep, celery: CeleryDep, caller: CallerDep) -> Job:
     """A job's status, stage, progress, latest metrics and, when done, its model id."""
-    store.reap_stale(settings.heartbeat_timeout_s)
+    sweep(store, celery, settings)
     return store.get_job(job_id, caller.only)
 
 

@@ -1,0 +1,273 @@
+"""Faults for real: a worker killed with SIGKILL mid-job, and the job resumed on another worker;
+the API killed and restarted mid-job, and the job unaffected; Redis restarted mid-job, and the
+records kept (append-only file) and the job unaffected.
+
+This module runs its own API and workers (own key prefix, queue and data dir in the session's
+Redis) with a short heartbeat timeout, so a vanished worker is noticed within seconds.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from conftest import ROOT, _stop, start_api, start_worker, upload_sample, wait_for
+from test_redis_down import PrivateRedis
+
+HEARTBEAT_TIMEOUT_S = 3
+EPOCHS = 5  # of the teacher and of the student; each is killed after its epoch 2
+
+
+@pytest.fixture
+def stack(redis_url: str, tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """An API and the environment for workers, with a 3 s heartbeat timeout and 3 attempts."""
+    import redis
+
+    from service.store import Store
+
+    tag = secrets.token_hex(4)
+    env = {
+        **os.environ, "PYTHONPATH": str(ROOT), "TAGDISTILL_REDIS_URL": redis_url,
+        "TAGDISTILL_DATA_DIR": str(tmp_path / "data"), "TAGDISTILL_KEY_PREFIX": f"tdfault-{tag}:",
+        "TAGDISTILL_QUEUE": f"tdfault-{tag}", "TAGDISTILL_TORCH_THREADS": "1",
+        "TAGDISTILL_HEARTBEAT_S": "0.5", "TAGDISTILL_HEARTBEAT_TIMEOUT_S": str(HEARTBEAT_TIMEOUT_S),
+        "TAGDISTILL_MAX_ATTEMPTS": "3", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
+    store = Store.from_url(redis_url, env["TAGDISTILL_KEY_PREFIX"])
+    api, url = start_api(env, tmp_path / "api.log")
+    procs: list[subprocess.Popen] = [api]
+    try:
+        yield {"env": env, "url": url, "store": store, "procs": procs, "logs": tmp_path}
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                _stop(proc)
+        client = redis.Redis.from_url(redis_url)
+        prefix, queue = env["TAGDISTILL_KEY_PREFIX"], env["TAGDISTILL_QUEUE"]
+        keys = [*client.scan_iter(match=prefix + "*", count=1000), queue]
+        keys += client.scan_iter(match=f"_kombu.binding*.{queue}")
+        client.delete(*keys)
+
+
+def _worker(stack: dict[str, Any], name: str, workers: dict[str, subprocess.Popen]) -> None:
+    """Start a worker and add it to ``workers`` (by its full name, as job records show it)."""
+    full = f"{stack['env']['TAGDISTILL_QUEUE']}-{name}@{os.uname().nodename}"
+    proc = start_worker(stack["env"], full, stack["logs"] / f"worker-{name}.log", stack["store"])
+    stack["procs"].append(proc)
+    workers[full] = proc
+
+
+def _this_attempt(store: Any, job_id: str) -> list[Any]:
+    """The job's events since its latest ``running`` status."""
+    events = store.events(job_id)
+    starts = [i for i, e in enumerate(events) if e.type == "status" and e.data["status"] == "running"]
+    return events[starts[-1]:] if starts else []
+
+
+def _kill_after_epoch(
+    store: Any, job_id: str, workers: dict[str, subprocess.Popen], stage: str, epoch: int
+) -> tuple[int, str]:
+    """SIGKILL the process group of the job's worker once this attempt reported ``epoch`` of
+    ``stage``; the last epoch reported (and so checkpointed) before the kill, and the worker."""
+
+    def reached() -> int | None:
+        events = _this_attempt(store, job_id)
+        done = [e.data["epoch"] for e in events if e.type == "epoch" and e.data["stage"] == stage]
+        return max(done) if done and max(done) >= epoch else None
+
+    wait_for(reached, 120, f"{stage} epoch {epoch}", every_s=0.05)
+    name = store.get_job(job_id).worker
+    proc = workers.pop(name)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    return reached(), name
+
+
+def _job_body(dataset_id: str, teacher: Path) -> dict[str, Any]:
+    """EPOCHS epochs of a tiny teacher and of a tiny student: about 25 s on one shared core."""
+    return {
+        "dataset_id": dataset_id,
+        "teacher": {"base_model": str(teacher), "epochs": EPOCHS, "min_steps": 0, "learning_rate": 3e-3},
+        "student": {"hidden": 16, "word_dim": 16, "char_hidden": 16},
+        "distill": {"mode": "kd", "epochs": EPOCHS, "patience": 50, "learning_rate": 5e-3},
+        "device": "cpu",
+    }
+
+
+def test_a_job_goes_on_while_the_api_is_killed_and_restarted(
+    stack: dict[str, Any], tiny_teacher: Path
+) -> None:
+    store, workers = stack["store"], {}
+    _worker(stack, "a", workers)
+    with httpx.Client(base_url=stack["url"], timeout=60) as client:
+        ds = upload_sample(client).json()
+        job_id = client.post("/jobs", json=_job_body(ds["id"], tiny_teacher)).json()["id"]
+    api = stack["procs"][0]
+
+    def epochs() -> int:
+        return sum(e.type == "epoch" for e in store.events(job_id))
+
+    wait_for(lambda: epochs() >= 1, 120, "the first epoch")
+    os.killpg(api.pid, signal.SIGKILL)  # a crash: no shutdown of any kind
+    api.wait()
+    before = epochs()
+    wait_for(lambda: epochs() > before, 60, "an epoch while the API is down")
+    proc, url = start_api(stack["env"], stack["logs"] / "api-2.log")
+    stack["procs"].append(proc)
+    with httpx.Client(base_url=url, timeout=60) as client:
+        assert client.get(f"/jobs/{job_id}").json()["status"] in {"running", "succeeded"}
+
+        def ended() -> dict[str, Any] | None:
+            job = client.get(f"/jobs/{job_id}").json()
+            return job if job["status"] in {"succeeded", "failed", "cancelled"} else None
+
+        job = wait_for(ended, 120, "the job to end")
+        assert job["status"] == "succeeded" and job["attempts"] == 1, job
+        assert client.get(f"/models/{job['model_id']}").status_code == 200
+    statuses = [e.data["status"] for e in store.events(job_id) if e.type == "status"]
+    assert statuses == ["queued", "running", "succeeded"]
+
+
+def test_a_job_resumes_after_its_pool_process_is_killed(stack: dict[str, Any], tiny_teacher: Path) -> None:
+    """Only the process running the job is killed (as the kernel's OOM killer does). Celery puts
+    its message back (``task_reject_on_worker_lost``) and the sweep requeues the job once its
+    heartbeat is old and sends another: two deliveries, of which the claim lets one run (the
+    other finds the job not ``queued``); the same worker resumes the job."""
+    store, workers = stack["store"], {}
+    _worker(stack, "a", workers)
+    (main,) = workers.values()
+    with httpx.Client(base_url=stack["url"], timeout=60) as client:
+        ds = upload_sample(client).json()
+        job_id = client.post("/jobs", json=_job_body(ds["id"], tiny_teacher)).json()["id"]
+
+        def reached() -> int | None:
+            done = [e.data["epoch"] for e in store.events(job_id) if e.type == "epoch"]
+            return max(done) if done and max(done) >= 2 else None
+
+        wait_for(reached, 120, "teacher epoch 2", every_s=0.05)
+        children = Path(f"/proc/{main.pid}/task/{main.pid}/children").read_text().split()
+        assert len(children) == 1  # concurrency 1: the pool process that runs the job
+        os.kill(int(children[0]), signal.SIGKILL)
+        killed_at = reached()
+
+        def ended() -> dict[str, Any] | None:
+            job = client.get(f"/jobs/{job_id}").json()
+            return job if job["status"] in {"succeeded", "failed", "cancelled"} else None
+
+        job = wait_for(ended, 120, "the job to end")
+    assert job["status"] == "succeeded" and job["attempts"] == 2, job
+    events = store.events(job_id)
+    statuses = [e.data["status"] for e in events if e.type == "status"]
+    assert statuses == ["queued", "running", "queued", "running", "succeeded"]
+    logs = [e.data["message"] for e in events if e.type == "log"]
+    at = killed_at
+    resumed = f"teacher: resumed at epoch {at + 1} of {EPOCHS} from the checkpoint of epoch {at}"
+    assert resumed in logs
+
+
+def test_a_job_resumes_after_its_worker_is_killed_in_teacher_and_in_student(
+    stack: dict[str, Any], tiny_teacher: Path
+) -> None:
+    store = stack["store"]
+    workers: dict[str, subprocess.Popen] = {}
+    _worker(stack, "a", workers)  # two workers: when one is killed, the other takes the job over
+    _worker(stack, "b", workers)
+    with httpx.Client(base_url=stack["url"], timeout=60) as client:
+        ds = upload_sample(client)
+        assert ds.status_code == 201, ds.text
+        job_id = client.post("/jobs", json=_job_body(ds.json()["id"], tiny_teacher)).json()["id"]
+        started = time.monotonic()
+
+        killed_at, first = _kill_after_epoch(store, job_id, workers, "teacher", 2)
+        assert store.get_job(job_id).status == "running"  # until its heartbeat is old
+        _worker(stack, "c", workers)  # meanwhile the sweeps requeue the job, and the idle worker takes it
+        wait_for(lambda: store.get_job(job_id).attempts == 2, 30, "the second attempt")
+        student_killed_at, second = _kill_after_epoch(store, job_id, workers, "student", 2)
+
+        def ended() -> dict[str, Any] | None:
+            job = client.get(f"/jobs/{job_id}").json()
+            return job if job["status"] in {"succeeded", "failed", "cancelled"} else None
+
+        job = wait_for(ended, 120, "the job to end")
+        seconds = time.monotonic() - started
+
+    assert job["status"] == "succeeded", job["error"]
+    assert job["attempts"] == 3 and job["model_id"]
+    events = store.events(job_id)
+    statuses = [e.data for e in events if e.type == "status"]
+    assert [s["status"] for s in statuses] == [
+        "queued", "running", "queued", "running", "queued", "running", "succeeded"
+    ]  # never two runs at once: each attempt starts only after the previous was given up on
+    runs = [s for s in statuses if s["status"] == "running"]
+    assert [s["attempt"] for s in runs] == [1, 2, 3]
+    assert runs[0]["worker"] == first and runs[1]["worker"] == second and runs[2]["worker"] in workers
+    assert "lost: no heartbeat" in statuses[2]["reason"] and "attempt 2 of 3" in statuses[2]["reason"]
+    logs = [e.data["message"] for e in events if e.type == "log"]
+    for stage, at in (("teacher", killed_at), ("student", student_killed_at)):
+        assert f"{stage}: resumed at epoch {at + 1} of {EPOCHS} from the checkpoint of epoch {at}" in logs
+        epochs = [e.data["epoch"] for e in events if e.type == "epoch" and e.data["stage"] == stage]
+        assert epochs == list(range(1, EPOCHS + 1))  # each epoch trained once: none lost, none redone
+    assert any(m.startswith("teacher: already trained") for m in logs)  # the third attempt
+    print(f"killed in teacher epoch {killed_at + 1}, student epoch {student_killed_at + 1}; {seconds:.0f} s")
+
+
+def test_a_job_goes_on_across_a_redis_restart(tmp_path: Path, tiny_teacher: Path) -> None:
+    """A private append-only redis-server is stopped for 3 s during teacher training and started
+    again: the records are all there, and the job ends well in its first attempt (its progress
+    is not recorded while Redis is away; its end waits for Redis)."""
+    from service.store import Store
+
+    (tmp_path / "redis").mkdir()
+    server = PrivateRedis(tmp_path / "redis")
+    server.start()
+    env = {
+        **os.environ, "PYTHONPATH": str(ROOT), "TAGDISTILL_REDIS_URL": server.url,
+        "TAGDISTILL_DATA_DIR": str(tmp_path / "data"), "TAGDISTILL_KEY_PREFIX": "redisrestart:",
+        "TAGDISTILL_QUEUE": "redisrestart", "TAGDISTILL_TORCH_THREADS": "1", "TAGDISTILL_HEARTBEAT_S": "0.5",
+        "TAGDISTILL_HEARTBEAT_TIMEOUT_S": "20", "TAGDISTILL_REDIS_TIMEOUT_S": "2", "OMP_NUM_THREADS": "1",
+        "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+    }
+    store = Store.from_url(server.url, env["TAGDISTILL_KEY_PREFIX"])
+    procs: list[subprocess.Popen] = []
+    try:
+        api, url = start_api(env, tmp_path / "api.log")
+        procs.append(api)
+        procs.append(start_worker(env, f"redisrestart@{os.uname().nodename}", tmp_path / "worker.log", store))
+        with httpx.Client(base_url=url, timeout=60) as client:
+            ds = upload_sample(client).json()
+            job_id = client.post("/jobs", json=_job_body(ds["id"], tiny_teacher)).json()["id"]
+            wait_for(lambda: any(e.type == "epoch" for e in store.events(job_id)), 120, "the first epoch")
+            before = store.events(job_id)
+            server.stop()
+            time.sleep(3)
+            assert client.get("/health").status_code == 503
+            server.start()  # same port and folder: the append-only file is read back
+
+            def ended() -> dict[str, Any] | None:
+                response = client.get(f"/jobs/{job_id}")
+                if response.status_code != 200:
+                    return None
+                job = response.json()
+                return job if job["status"] in {"succeeded", "failed", "cancelled"} else None
+
+            job = wait_for(ended, 120, "the job to end")
+            assert job["status"] == "succeeded" and job["attempts"] == 1, job
+            assert client.get(f"/datasets/{ds['id']}").json() == ds  # the records written before
+            assert client.get(f"/models/{job['model_id']}").status_code == 200
+        after = store.events(job_id)
+        assert [e.model_dump() for e in after[: len(before)]] == [e.model_dump() for e in before]
+        assert [e.data["status"] for e in after if e.type == "status"] == ["queued", "running", "succeeded"]
+    finally:
+        for proc in procs:
+            _stop(proc)
+        if server.proc is not None and server.proc.poll() is None:
+            _stop(server.proc)
