@@ -2,8 +2,8 @@
 
     python bench/speed.py --test ../shared/data/conll2003/test.txt runs/l2000/teacher runs/l2000/kd ...
 
-Each round times every model once at batch 32 (length-sorted sentences) and at batch 1 (file
-order); the medians over rounds are printed with each model's ratio to the first one, and
+Each round times every model once at batch 32 (the first --words words of the file, batched
+by length) and at batch 1 (file order); the medians over rounds are printed with each model's ratio to the first one, and
 written as JSON to --out.
 """
 
@@ -32,13 +32,13 @@ def main() -> None:
     args = p.parse_args()
 
     tokens = [s.tokens for s in read_file(args.test, "conll")]
-    by_length = sorted(tokens, key=len)
     taggers = {str(m): Tagger.load(m) for m in args.models}
     rates: dict[str, dict[str, list[float]]] = {m: {"batch_32": [], "batch_1": []} for m in taggers}
     for _ in range(args.rounds):
         for name, tagger in taggers.items():
             rates[name]["batch_32"].append(words_per_second(
-                lambda b, t=tagger: t.tag(b, 32), by_length, 32, repeats=1, max_words=args.words))
+                lambda b, t=tagger: t.tag(b, 32), tokens, 32, repeats=1, max_words=args.words,
+                sort_by_length=True))
             rates[name]["batch_1"].append(words_per_second(
                 lambda b, t=tagger: t.tag(b, 1), tokens, 1, repeats=1, max_words=args.words_batch1))
     ref = str(args.models[0])

@@ -55,12 +55,13 @@ def words_per_second(
     batch_size: int,
     repeats: int = 3,
     max_words: int = 20000,
+    sort_by_length: bool = False,
 ) -> float:
     """Median words/s of ``predict`` over ``repeats`` passes, ``batch_size`` sentences per call.
 
-    Sentences are taken in their given order (batches of similar length are the caller's
-    choice, stated in the report); at most ``max_words`` words are timed per pass. One
-    warm-up call runs first.
+    The timed sentences are the first ones in the given order up to ``max_words`` words (pass
+    them in file order, so they are a fair sample); with ``sort_by_length`` those are then
+    batched by length, as a server batching requests would. One warm-up call runs first.
     """
     chosen: list[list[str]] = []
     words = 0
@@ -71,6 +72,8 @@ def words_per_second(
         words += len(s)
     if not chosen:
         return 0.0
+    if sort_by_length:
+        chosen.sort(key=len)
     batches = [chosen[i : i + batch_size] for i in range(0, len(chosen), batch_size)]
     predict(batches[0])
     rates = []
