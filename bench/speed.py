@@ -2,9 +2,9 @@
 
     python bench/speed.py --test ../shared/data/conll2003/test.txt runs/l2000/teacher runs/l2000/kd ...
 
-Each round times every model once at batch 32 (the first --words words of the file, batched
-by length) and at batch 1 (file order); the medians over rounds are printed with each model's ratio to the first one, and
-written as JSON to --out.
+Each round times every model once at batch 32 (the first --words words of the file,
+batched by length) and at batch 1 (file order); the medians over rounds are printed with
+each model's ratio to the first one, and written as JSON to --out.
 """
 
 from __future__ import annotations
