@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from functools import lru_cache
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from celery import Celery
-from fastapi import Depends
+from fastapi import Depends, Query
 
+from service.errors import invalid
 from service.layout import DataDir
 from service.predictor import ModelCache
 from service.settings import Settings, get_settings
@@ -36,8 +39,29 @@ def get_celery() -> Celery:
     return celery_app
 
 
+T = TypeVar("T")
+
+
+@dataclass
+class Page:
+    """The query parameters of every list route: a cursor from the previous page and a size."""
+
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None
+    limit: Annotated[int, Query(ge=1, le=100)] = 20
+
+    def fetch(
+        self, lister: Callable[[str | None, int], tuple[list[T], str | None]]
+    ) -> tuple[list[T], str | None]:
+        """``lister(cursor, limit)``; a cursor it cannot read is a 422 on that parameter."""
+        try:
+            return lister(self.cursor, self.limit)
+        except ValueError as exc:
+            raise invalid(["query", "cursor"], str(exc)) from None
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 StoreDep = Annotated[Store, Depends(get_store)]
 DataDirDep = Annotated[DataDir, Depends(get_data_dir)]
 ModelsDep = Annotated[ModelCache, Depends(get_models)]
 CeleryDep = Annotated[Celery, Depends(get_celery)]
+PageDep = Annotated[Page, Depends()]

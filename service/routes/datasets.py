@@ -7,10 +7,10 @@ import shutil
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Query, Response, UploadFile
+from fastapi import APIRouter, File, Form, Response, UploadFile
 
 from service.auth import CallerDep
-from service.deps import DataDirDep, StoreDep
+from service.deps import DataDirDep, PageDep, StoreDep
 from service.errors import invalid
 from service.schemas import Dataset, DatasetList, utcnow
 from tagdistill.config import DataFiles, DataFormat
@@ -90,17 +90,9 @@ def _check(
 
 
 @router.get("", response_model=DatasetList)
-def list_datasets(
-    store: StoreDep,
-    caller: CallerDep,
-    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
-) -> DatasetList:
+def list_datasets(store: StoreDep, caller: CallerDep, page: PageDep) -> DatasetList:
     """Datasets, newest first."""
-    try:
-        items, next_cursor = store.list_datasets(cursor, limit, caller.only)
-    except ValueError as exc:
-        raise invalid(["query", "cursor"], str(exc)) from None
+    items, next_cursor = page.fetch(lambda cursor, limit: store.list_datasets(cursor, limit, caller.only))
     return DatasetList(items=items, next_cursor=next_cursor)
 
 

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
 from sse_starlette import EventSourceResponse
 
 from service.auth import Caller, CallerDep
-from service.deps import CeleryDep, DataDirDep, SettingsDep, StoreDep
+from service.deps import CeleryDep, DataDirDep, PageDep, SettingsDep, StoreDep
 from service.errors import invalid
 from service.layout import DataDir, PathError
 from service.schemas import TERMINAL, Event, Job, JobList, JobStatus
@@ -128,16 +128,12 @@ def list_jobs(
     settings: SettingsDep,
     celery: CeleryDep,
     caller: CallerDep,
+    page: PageDep,
     status: Annotated[JobStatus | None, Query(description="only jobs in this status")] = None,
-    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> JobList:
     """Jobs, newest first."""
     sweep(store, celery, settings)
-    try:
-        items, next_cursor = store.list_jobs(status, cursor, limit, caller.only)
-    except ValueError as exc:
-        raise invalid(["query", "cursor"], str(exc)) from None
+    items, next_cursor = page.fetch(lambda cursor, limit: store.list_jobs(status, cursor, limit, caller.only))
     return JobList(items=items, next_cursor=next_cursor)
 
 

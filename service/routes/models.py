@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import os
 import tarfile
-from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 from fastapi.responses import FileResponse
 
 from service.auth import CallerDep
-from service.deps import DataDirDep, StoreDep
-from service.errors import invalid
+from service.deps import DataDirDep, PageDep, StoreDep
 from service.schemas import Model, ModelList
 from service.store import NotFound
 
@@ -19,17 +17,9 @@ router = APIRouter(prefix="/models", tags=["models"])
 
 
 @router.get("", response_model=ModelList)
-def list_models(
-    store: StoreDep,
-    caller: CallerDep,
-    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
-) -> ModelList:
+def list_models(store: StoreDep, caller: CallerDep, page: PageDep) -> ModelList:
     """Models, newest first."""
-    try:
-        items, next_cursor = store.list_models(cursor, limit, caller.only)
-    except ValueError as exc:
-        raise invalid(["query", "cursor"], str(exc)) from None
+    items, next_cursor = page.fetch(lambda cursor, limit: store.list_models(cursor, limit, caller.only))
     return ModelList(items=items, next_cursor=next_cursor)
 
 
