@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from tagdistill.config import DataFiles, JobConfig
 from tagdistill.data import Dataset, Sentence, load_dataset
@@ -136,11 +136,9 @@ def cached_logits(
     source = {"teacher": str(teacher_dir.resolve())}
     if path.is_file():
         with safe_open(str(path), "pt") as f:
-            same_teacher = f.metadata() == source
-        stored = load_file(str(path))
-        if same_teacher and stored["lengths"].tolist() == lengths:
-            progress.stage("labeling", 0)
-            return list(torch.split(stored["logits"], lengths))
+            if f.metadata() == source and f.get_tensor("lengths").tolist() == lengths:
+                progress.stage("labeling", 0)
+                return list(torch.split(f.get_tensor("logits"), lengths))
     progress.stage("labeling", -(-len(sentences) // cfg.teacher.eval_batch_size))
     logits = teacher.word_logits([s.tokens for s in sentences], cfg.teacher.eval_batch_size, progress)
     save_file(
