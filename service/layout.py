@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 
 from service.schemas import Dataset
-from tagdistill.config import DataFiles, JobConfig
+from tagdistill.config import GLOVE_6B_50D, DataFiles, JobConfig
 
 
 class PathError(ValueError):
@@ -79,7 +79,7 @@ class DataDir:
         """
         teacher, student = cfg.teacher, cfg.student
         for field, value in (("teacher.path", teacher.path), ("student.embeddings", student.embeddings)):
-            if value is None:
+            if value is None or (field == "student.embeddings" and value == GLOVE_6B_50D):
                 continue
             try:
                 path = self.resolve(value)
@@ -90,5 +90,5 @@ class DataDir:
             if field == "teacher.path":
                 teacher = teacher.model_copy(update={"path": path})
             else:
-                student = student.model_copy(update={"embeddings": path})
+                student = student.model_copy(update={"embeddings": str(path)})
         return cfg.model_copy(update={"teacher": teacher, "student": student})

@@ -30,7 +30,7 @@ STUDENT_FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
     "--epochs": ("distill.epochs", {"type": int, "help": "student epochs"}),
     "--batch-size": ("distill.batch_size", {"type": int}),
     "--lr": ("distill.learning_rate", {"type": float}),
-    "--embeddings": ("student.embeddings", {"type": Path, "help": "GloVe-format text vectors"}),
+    "--embeddings": ("student.embeddings", {"help": '"glove-6b-50d" or a GloVe-format text file'}),
     "--char-encoder": ("student.char_encoder", {"choices": ["cnn", "lstm"]}),
     "--encoder": ("student.encoder", {"choices": ["bilstm", "idcnn"]}),
     "--crf": ("student.crf", {"action": "store_const", "const": True}),

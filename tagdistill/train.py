@@ -27,8 +27,9 @@ from tagdistill.data import Sentence
 from tagdistill.losses import distill_loss
 from tagdistill.metrics import entity_scores
 from tagdistill.progress import Progress
-from tagdistill.student import NeuralTagger, load_vectors
+from tagdistill.student import NeuralTagger
 from tagdistill.tagger import WEIGHTS_FILE, save_student, student_predict
+from tagdistill.vectors import match_vectors, read_vectors
 from tagdistill.vocab import IGNORE, Vocab
 
 
@@ -116,8 +117,9 @@ def train_student(
     """
     set_seed(seed)
     rng = random.Random(seed)
-    vocab = Vocab.build([e.tokens for e in labeled + unlabeled], labels, student_cfg)
-    vectors = load_vectors(student_cfg.embeddings, vocab) if student_cfg.embeddings else None
+    words, matrix = read_vectors(student_cfg.embeddings) if student_cfg.embeddings else ([], None)
+    vocab = Vocab.build([e.tokens for e in labeled + unlabeled], labels, student_cfg, pretrained=words)
+    vectors = match_vectors(vocab, words, matrix) if matrix is not None else None
     model = NeuralTagger(student_cfg, vocab, vectors=vectors).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate)
     use_unlabeled = cfg.mode != "alone" and bool(unlabeled)

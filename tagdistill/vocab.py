@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -70,9 +71,13 @@ class Vocab:
         self.label_index = {label: i for i, label in enumerate(labels)}
 
     @classmethod
-    def build(cls, sentences: list[list[str]], labels: list[str], cfg: StudentConfig) -> Vocab:
-        """Words seen at least ``cfg.min_word_freq`` times, the most frequent first, at most
-        ``cfg.max_vocab`` entries in all (<pad> and <unk> included); every character seen."""
+    def build(
+        cls, sentences: list[list[str]], labels: list[str], cfg: StudentConfig, pretrained: Sequence[str] = ()
+    ) -> Vocab:
+        """Words seen at least ``cfg.min_word_freq`` times, the most frequent first, then, while
+        there is room, the words of ``pretrained`` (a vector file's, in its order) not seen in
+        training: at most ``cfg.max_vocab`` entries in all (<pad> and <unk> included). Every
+        character seen in training."""
         word_counts = Counter(normalize_word(w) for s in sentences for w in s)
         seen_chars = {c for s in sentences for w in s for c in w}
         # Most frequent first; ties in a fixed (alphabetical) order so a build is reproducible.
@@ -81,6 +86,15 @@ class Vocab:
             key=lambda w: (-word_counts[w], w),
         )
         words = [PAD, UNK, *ranked[: cfg.max_vocab - 2]]
+        if len(words) < cfg.max_vocab:
+            known = set(words)
+            for word in pretrained:
+                key = normalize_word(word)
+                if key not in known:
+                    known.add(key)
+                    words.append(key)
+                    if len(words) == cfg.max_vocab:
+                        break
         chars = [PAD, UNK, *sorted(seen_chars)]  # single characters, so never "<pad>" or "<unk>"
         return cls(words, chars, list(labels))
 

@@ -7,9 +7,10 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from tagdistill.config import StudentConfig
+from tagdistill.config import GLOVE_6B_50D, StudentConfig
 from tagdistill.metrics import count_parameters
-from tagdistill.student import NeuralTagger, load_vectors
+from tagdistill.student import NeuralTagger
+from tagdistill.vectors import match_vectors, read_vectors
 from tagdistill.vocab import CASES, IGNORE, MAX_WORD_CHARS, PAD, UNK, Vocab, case_id, normalize_word
 
 torch.set_num_threads(1)
@@ -127,10 +128,10 @@ def _conll_sized_vocab(n_words: int) -> Vocab:
 
 
 def test_parameter_count_at_defaults() -> None:
-    model = NeuralTagger(StudentConfig(), _conll_sized_vocab(20000))
+    model = NeuralTagger(StudentConfig(), _conll_sized_vocab(StudentConfig().max_vocab))
     assert count_parameters(model) <= 3_000_000
-    # max_vocab bounds the count whatever the data: 30k distinct words are cut to the default cap.
-    vocab = Vocab.build([[_word(i) for i in range(30000)]], CONLL_LABELS, StudentConfig())
+    # max_vocab bounds the count whatever the data: 50k distinct words are cut to the default cap.
+    vocab = Vocab.build([[_word(i) for i in range(50000)]], CONLL_LABELS, StudentConfig())
     assert len(vocab.words) == StudentConfig().max_vocab
     for crf in (False, True):
         assert count_parameters(NeuralTagger(StudentConfig(crf=crf), vocab)) <= 3_000_000
@@ -212,11 +213,10 @@ def test_empty_sentences_are_handled() -> None:
                 assert [len(p) for p in model.decode(emissions, mask)] == [len(s) for s in batch]
 
 
-def test_load_vectors_from_glove_text(tmp_path: Path) -> None:
-    vocab = Vocab.build([["Paris", "rome", "1996", "unseen"]], TOY_LABELS, StudentConfig())
+def test_vectors_from_glove_text(tmp_path: Path) -> None:
     glove = tmp_path / "vectors.txt"
     glove.write_text(
-        "4 3\n"  # word2vec header, skipped
+        "5 3\n"  # word2vec header, skipped
         "Paris 9 9 9\n"  # another spelling of the key "paris": loses to the exact one below
         "paris 1 2 3\n"
         "rome 0.5 -0.5 0.25\n"
@@ -224,12 +224,18 @@ def test_load_vectors_from_glove_text(tmp_path: Path) -> None:
         "london 4 4 4\n",
         encoding="utf-8",
     )
+    words, matrix = read_vectors(glove)
+    assert words == ["Paris", "paris", "rome", "0000", "london"] and matrix.shape == (5, 3)
+    # the file's words fill the table after training's, up to max_vocab
+    vocab = Vocab.build([["Paris", "rome", "1996", "unseen"]], TOY_LABELS, StudentConfig(), pretrained=words)
+    assert vocab.words == ["<pad>", "<unk>", "0000", "paris", "rome", "unseen", "london"]
     torch.manual_seed(0)
-    vectors = load_vectors(glove, vocab)
+    vectors = match_vectors(vocab, words, matrix)
     assert vectors.shape == (len(vocab.words), 3)
     assert vectors[vocab.word_index["paris"]].tolist() == [1.0, 2.0, 3.0]
     assert vectors[vocab.word_index["rome"]].tolist() == [0.5, -0.5, 0.25]
     assert vectors[vocab.word_index["0000"]].tolist() == [7.0, 7.0, 7.0]
+    assert vectors[vocab.word_index["london"]].tolist() == [4.0, 4.0, 4.0]
     assert vectors[0].abs().sum() == 0
     missing = vectors[vocab.word_index["unseen"]]
     assert 0 < missing.abs().max() < 1  # small random init
@@ -242,7 +248,18 @@ def test_load_vectors_from_glove_text(tmp_path: Path) -> None:
     bad = tmp_path / "bad.txt"
     bad.write_text("paris 1 2 3\nrome 1 2\n", encoding="utf-8")
     with pytest.raises(ValueError, match="line 2"):
-        load_vectors(bad, vocab)
+        read_vectors(bad)
+
+
+def test_packaged_glove() -> None:
+    words, matrix = read_vectors(GLOVE_6B_50D)
+    assert len(words) == 400_000 and matrix.shape == (400_000, 50)
+    assert words[:3] == ["the", ",", "."]  # most frequent first
+    vocab = Vocab.build([["Germany", "beat", "Wales"]], TOY_LABELS, StudentConfig(max_vocab=1000), words)
+    vectors = match_vectors(vocab, words, matrix)
+    assert len(vocab.words) == 1000 and "the" in vocab.word_index
+    germany = torch.from_numpy(matrix[words.index("germany")])
+    assert torch.allclose(vectors[vocab.word_index["germany"]], germany)
 
 
 @pytest.mark.parametrize("variant", [{"crf": True}, {"encoder": "idcnn", "char_encoder": "lstm"}])

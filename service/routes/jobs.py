@@ -20,7 +20,7 @@ from service.errors import invalid
 from service.layout import DataDir, PathError
 from service.schemas import TERMINAL, Event, Job, JobList, JobStatus
 from service.store import NotFound, Store
-from tagdistill.config import DEFAULT_TEACHER, JobConfig
+from tagdistill.config import DEFAULT_TEACHER, GLOVE_6B_50D, JobConfig
 from worker.celeryconfig import RUN_JOB
 from worker.sweep import sweep
 
@@ -87,7 +87,8 @@ def _check_paths(cfg: JobConfig, data: DataDir, store: Store, caller: Caller) ->
     (checked when the job runs) or a folder on the server that must exist (and, when it lies in
     the data directory, follow the same rule).
     """
-    fields = [("teacher.path", cfg.teacher.path), ("student.embeddings", cfg.student.embeddings)]
+    vectors = cfg.student.embeddings if cfg.student.embeddings != GLOVE_6B_50D else None
+    fields = [("teacher.path", cfg.teacher.path), ("student.embeddings", vectors)]
     base = cfg.teacher.base_model
     if base != DEFAULT_TEACHER:
         exists = os.path.exists(base)  # False, not an error, for a NUL byte or a name too long
