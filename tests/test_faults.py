@@ -271,3 +271,62 @@ def test_a_job_goes_on_across_a_redis_restart(tmp_path: Path, tiny_teacher: Path
             _stop(proc)
         if server.proc is not None and server.proc.poll() is None:
             _stop(server.proc)
+
+
+def _ended(client: httpx.Client, job_id: str) -> dict[str, Any] | None:
+    job = client.get(f"/jobs/{job_id}").json()
+    return job if job["status"] in {"succeeded", "failed", "cancelled"} else None
+
+
+def _quick_body(dataset_id: str, teacher: Path, **student: Any) -> dict[str, Any]:
+    body = _job_body(dataset_id, teacher)
+    body["teacher"]["epochs"] = body["distill"]["epochs"] = 1
+    body["student"].update(student)
+    return body
+
+
+def test_a_full_disk_fails_that_job_and_the_next_one_runs(stack: dict[str, Any], tiny_teacher: Path) -> None:
+    """The job's folder is a 64 KiB tmpfs, a disk that is full at the first checkpoint: the job
+    fails with the reason, once (not retried), and the worker and the API go on: the next job,
+    on the real disk, succeeds."""
+    workers: dict[str, subprocess.Popen] = {}
+    with httpx.Client(base_url=stack["url"], timeout=60) as client:
+        ds = upload_sample(client).json()
+        job_id = client.post("/jobs", json=_quick_body(ds["id"], tiny_teacher)).json()["id"]  # no worker yet
+        folder = Path(stack["env"]["TAGDISTILL_DATA_DIR"]) / "jobs" / job_id
+        folder.mkdir(parents=True)
+        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(folder)],
+                                 capture_output=True, text=True)
+        if mounted.returncode != 0:
+            pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.strip()}")
+        try:
+            _worker(stack, "a", workers)
+            job = wait_for(lambda: _ended(client, job_id), 120, "the job on the full disk to end")
+        finally:
+            subprocess.run(["umount", "--lazy", str(folder)], check=True)
+        assert job["status"] == "failed" and job["attempts"] == 1, job
+        assert "No space left on device" in job["error"], job["error"]
+        assert client.get("/health").status_code == 200
+        next_id = client.post("/jobs", json=_quick_body(ds["id"], tiny_teacher)).json()["id"]
+        assert wait_for(lambda: _ended(client, next_id), 120, "the next job")["status"] == "succeeded"
+    assert all(proc.poll() is None for proc in workers.values())  # the worker survived
+
+
+def test_out_of_memory_fails_that_job_and_the_next_one_runs(
+    stack: dict[str, Any], tiny_teacher: Path
+) -> None:
+    """A student far too big for the machine (a 100,000-wide BiLSTM: 160 GB for one weight): the
+    allocation fails inside the job, which is failed with the allocator's message; the worker
+    lives on and runs the next job."""
+    store, workers = stack["store"], {}
+    _worker(stack, "a", workers)
+    with httpx.Client(base_url=stack["url"], timeout=60) as client:
+        ds = upload_sample(client).json()
+        job_id = client.post("/jobs", json=_quick_body(ds["id"], tiny_teacher, hidden=100_000)).json()["id"]
+        job = wait_for(lambda: _ended(client, job_id), 120, "the job that runs out of memory")
+        assert job["status"] == "failed" and job["attempts"] == 1, job
+        assert "allocate" in job["error"] and "memory" in job["error"], job["error"]
+        next_id = client.post("/jobs", json=_quick_body(ds["id"], tiny_teacher)).json()["id"]
+        assert wait_for(lambda: _ended(client, next_id), 120, "the next job")["status"] == "succeeded"
+    assert all(proc.poll() is None for proc in workers.values())
+    assert store.get_job(job_id).status == "failed"
