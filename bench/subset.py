@@ -16,20 +16,14 @@ from pathlib import Path
 from tagdistill.data import read_file
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("train", type=Path)
-    p.add_argument("--labeled", type=int, required=True, help="sentences kept with their tags")
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--out", type=Path, required=True)
-    args = p.parse_args()
-
-    sentences = read_file(args.train, "conll")
+def write_subset(train: Path, labeled: int, seed: int, out: Path) -> tuple[int, int]:
+    """Write ``out/train.conll`` and ``out/unlabeled.conll``; return their sentence counts."""
+    sentences = read_file(train, "conll")
     order = list(range(len(sentences)))
-    random.Random(args.seed).shuffle(order)
-    keep = set(order[: args.labeled])
-    args.out.mkdir(parents=True, exist_ok=True)
-    with open(args.out / "train.conll", "w") as lab, open(args.out / "unlabeled.conll", "w") as unl:
+    random.Random(seed).shuffle(order)
+    keep = set(order[:labeled])
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "train.conll", "w") as lab, open(out / "unlabeled.conll", "w") as unl:
         for i, s in enumerate(sentences):
             if i in keep:
                 lab.writelines(f"{tok} {tag}\n" for tok, tag in zip(s.tokens, s.tags, strict=True))
@@ -37,7 +31,18 @@ def main() -> None:
             else:
                 unl.writelines(f"{tok}\n" for tok in s.tokens)
                 unl.write("\n")
-    print(f"{len(keep)} labeled, {len(sentences) - len(keep)} unlabeled sentences in {args.out}")
+    return len(keep), len(sentences) - len(keep)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("train", type=Path)
+    p.add_argument("--labeled", type=int, required=True, help="sentences kept with their tags")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--out", type=Path, required=True)
+    args = p.parse_args()
+    n_lab, n_unl = write_subset(args.train, args.labeled, args.seed, args.out)
+    print(f"{n_lab} labeled, {n_unl} unlabeled sentences in {args.out}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,244 @@
+"""The benchmark: teacher, students and a spaCy peer on CoNLL-2003 and NCBI-disease.
+
+    python bench/run.py                      # everything (hours on 2 CPU cores)
+    python bench/run.py --quick              # a reduced run, under 10 minutes on 2 CPU cores
+    python bench/run.py --only 'conll/full/*' --threads 1    # some units; run two such in parallel
+    python bench/report.py                   # collect results -> docs/BENCHMARKS.md, JSON, plots
+
+The work is a list of units (``conll/full/teacher``, ``conll/low/1500-s1/kd_pseudo``,
+``conll/full/spacy``, ``conll/speed``, ...). Each writes ``result.json`` in its folder under
+``--out`` and is skipped when that file exists, so an interrupted run continues where it
+stopped, and several processes can share the list (``--only`` takes shell patterns).
+Students of one teacher share its logits, computed once (``teacher_logits.safetensors``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import math
+import platform
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ modules beside this file
+
+from peer import MAX_STEPS, spacy_available, spacy_result, train_spacy
+from speed import measure_speeds
+from subset import write_subset
+
+from tagdistill.config import DataFiles, DistillConfig, JobConfig, StudentConfig, TeacherConfig
+from tagdistill.data import Dataset, load_dataset
+from tagdistill.metrics import bytes_on_disk, count_parameters, entity_scores
+from tagdistill.pipeline import label_with_teacher
+from tagdistill.progress import ConsoleProgress
+from tagdistill.tagger import student_predict
+from tagdistill.teacher import Teacher, train_teacher
+from tagdistill.train import set_seed, train_student
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SIZES = (150, 300, 750, 1500, 3000)
+
+
+@dataclass
+class Setting:
+    """One teacher and its students on one dataset."""
+
+    name: str  # "conll/full", "conll/low/1500-s1", "ncbi/full"
+    files: DataFiles
+    teacher: TeacherConfig
+    students: dict[str, tuple[DistillConfig, StudentConfig]]  # unit name -> how that student learns
+    spacy: bool = False  # train the spaCy peer on the same labeled data
+    prepare: Callable[[], None] | None = None  # writes the setting's files first (subsets)
+    unlabeled_cap: int | None = None  # use only the first N unlabeled sentences (--quick)
+    notes: dict[str, Any] = field(default_factory=dict)
+
+
+def student(mode: str, epochs: int, patience: int, **student: Any) -> tuple[DistillConfig, StudentConfig]:
+    return DistillConfig(mode=mode, epochs=epochs, patience=patience), StudentConfig(**student)
+
+
+def plan(args: argparse.Namespace) -> list[Setting]:
+    """The settings of a full or a --quick run."""
+    conll, ncbi = args.data / "conll2003", args.data / "ncbi_disease"
+    quick = args.quick
+    settings: list[Setting] = []
+
+    full_train = conll / "train.txt"
+    if quick:  # a 1,500-sentence slice stands in for all of train
+        full_train = args.out / "conll" / "full" / "data" / "train.conll"
+    full = Setting(
+        "conll/full",
+        DataFiles(train=full_train, dev=conll / "valid.txt", test=conll / "test.txt"),
+        TeacherConfig(epochs=1 if quick else 2, learning_rate=1e-4, min_steps=40 if quick else 300),
+        {
+            "alone": student("alone", 4 if quick else 12, 3),
+            "alone_novec": student("alone", 4 if quick else 12, 3, embeddings=None),  # ablation: no GloVe
+            "kd": student("kd", 4 if quick else 12, 3),
+        },
+        spacy=True,
+    )
+    if quick:
+        full.prepare = lambda: write_subset(conll / "train.txt", 1500, 1, full_train.parent)
+    settings.append(full)
+
+    sizes = (300,) if quick else args.sizes
+    for seed in range(1, (1 if quick else args.seeds) + 1):
+        for n in sizes:
+            folder = args.out / "conll" / "low" / f"{n}-s{seed}" / "data"
+            alone_epochs = max(20, math.ceil(1500 / math.ceil(n / 32)))  # at least ~1,500 steps
+            settings.append(Setting(
+                f"conll/low/{n}-s{seed}",
+                DataFiles(train=folder / "train.conll", dev=conll / "valid.txt", test=conll / "test.txt",
+                          unlabeled=folder / "unlabeled.conll", unlabeled_format="conll"),
+                TeacherConfig(epochs=4, learning_rate=2e-4, min_steps=60 if quick else 200),
+                {
+                    "alone": student("alone", 8 if quick else alone_epochs, 10),
+                    "kd": student("kd", 1 if quick else 2, 2),
+                    "kd_pseudo": student("kd_pseudo", 1 if quick else 2, 2),
+                },
+                prepare=lambda n=n, seed=seed, folder=folder: write_subset(
+                    conll / "train.txt", n, seed, folder.parent / "data"),
+                unlabeled_cap=2000 if quick else None,
+                notes={"labeled": n, "seed": seed},
+            ))
+
+    if not quick:
+        settings.append(Setting(
+            "ncbi/full",
+            DataFiles(train=ncbi / "train.tsv", dev=ncbi / "devel.tsv", test=ncbi / "test.tsv"),
+            TeacherConfig(epochs=2, learning_rate=1e-4, min_steps=0),
+            {
+                "alone": student("alone", 12, 3),
+                "kd": student("kd", 12, 3),
+            },
+        ))
+    return settings
+
+
+def run_setting(s: Setting, args: argparse.Namespace, wanted: Callable[[str], bool]) -> None:
+    folder = args.out / s.name
+    units = [f"{s.name}/teacher", *(f"{s.name}/{m}" for m in s.students)]
+    if s.spacy:
+        units.append(f"{s.name}/spacy")
+    todo = [u for u in units if wanted(u) and not (args.out / u / "result.json").is_file()]
+    if not todo:
+        return
+    if s.prepare is not None and not s.files.train.is_file():
+        s.prepare()
+    data = load_dataset(s.files)
+    if s.unlabeled_cap is not None:
+        data.unlabeled = data.unlabeled[: s.unlabeled_cap]
+    progress = ConsoleProgress()
+    device = torch.device("cpu")
+    job = JobConfig(data=s.files, teacher=s.teacher, seed=args.seed)
+
+    if f"{s.name}/spacy" in todo:
+        started = time.perf_counter()
+        model_dir = train_spacy(data, folder / "spacy", quick=args.quick)
+        _write(folder / "spacy", {
+            **spacy_result(model_dir, data), "seconds": time.perf_counter() - started,
+            "max_steps": MAX_STEPS[args.quick],
+            "train_sentences": len(data.train),
+        })
+    if not any(u != f"{s.name}/spacy" for u in todo):
+        return
+
+    teacher_dir = folder / "teacher" / "model"
+    started = time.perf_counter()
+    if (folder / "teacher" / "result.json").is_file():
+        teacher = Teacher.load(teacher_dir, device)
+    else:
+        set_seed(args.seed)
+        teacher = train_teacher(s.teacher, data.train, data.dev, data.labels, teacher_dir, device, progress,
+                                args.seed, folder / "teacher" / "checkpoints")
+        seconds = time.perf_counter() - started
+        _write(folder / "teacher", {
+            "kind": "teacher", "base_model": s.teacher.base_model,
+            "train_sentences": len(data.train), "seconds": seconds,
+            **_scores(lambda b: teacher.predict(b, batch_size=64), data),
+            "parameters": count_parameters(teacher.model), "bytes_on_disk": bytes_on_disk(teacher_dir),
+            "config": s.teacher.model_dump(mode="json"), **s.notes,
+        })
+
+    for name, (distill, student_cfg) in s.students.items():
+        unit = folder / name
+        if not wanted(f"{s.name}/{name}") or (unit / "result.json").is_file():
+            continue
+        started = time.perf_counter()
+        cfg = job.model_copy(update={"distill": distill, "student": student_cfg})
+        labeled, unlabeled = label_with_teacher(cfg, teacher, teacher_dir, data, folder / "teacher", progress)
+        model, history = train_student(
+            distill, cfg.student, data.labels, labeled, unlabeled, data.dev, unit / "model", device,
+            progress, args.seed,
+        )
+        _write(unit, {
+            "kind": "student", "mode": distill.mode, "seconds": time.perf_counter() - started,
+            "train_sentences": len(data.train), "unlabeled_sentences": len(unlabeled),
+            **_scores(lambda b, m=model: student_predict(m, b, batch_size=64), data),
+            "parameters": count_parameters(model), "bytes_on_disk": bytes_on_disk(unit / "model"),
+            "epochs": history["epochs"],
+            "config": cfg.model_dump(mode="json", include={"student", "distill"}),
+            **s.notes,
+        })
+
+
+def _scores(predict: Callable[[list[list[str]]], list[list[str]]], data: Dataset) -> dict[str, Any]:
+    test = entity_scores([x.tags for x in data.test], predict([x.tokens for x in data.test]))
+    dev = entity_scores([x.tags for x in data.dev], predict([x.tokens for x in data.dev]))
+    return {"test": test, "dev_f1": dev["f1"]}
+
+
+def _write(folder: Path, result: dict[str, Any]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    result["machine"] = f"{platform.machine()}, {torch.get_num_threads()} torch threads"
+    (folder / "result.json").write_text(json.dumps(result, indent=1))
+    scores = f"test F1 {result['test']['f1']:.4f}" if "test" in result else "done"
+    print(f"== {folder}: {scores}", flush=True)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="a reduced run (under 10 minutes on 2 cores)")
+    p.add_argument("--out", type=Path, help="work folder (default runs/bench, or runs/bench-quick)")
+    p.add_argument("--data", type=Path, default=DATA, help="folder holding conll2003/ and ncbi_disease/")
+    p.add_argument("--only", nargs="+", default=["*"], help="unit patterns, e.g. 'conll/low/*'")
+    p.add_argument("--sizes", type=int, nargs="+", default=list(SIZES), help="low-resource labeled sizes")
+    p.add_argument("--seeds", type=int, default=1, help="seeds per low-resource size")
+    p.add_argument("--seed", type=int, default=13, help="training seed")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    p.add_argument("--no-speed", action="store_true", help="skip the side-by-side speed unit")
+    args = p.parse_args()
+    args.out = args.out or Path("runs/bench-quick" if args.quick else "runs/bench")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    wanted = lambda unit: any(fnmatch.fnmatch(unit, pat) for pat in args.only)  # noqa: E731
+    if not spacy_available():
+        print("spaCy is not installed (pip install -e '.[bench]'): the spaCy peer is skipped", flush=True)
+    started = time.perf_counter()
+    for s in plan(args):
+        if not spacy_available():
+            s.spacy = False
+        run_setting(s, args, wanted)
+    speed_unit = args.out / "conll" / "speed"
+    if not args.no_speed and wanted("conll/speed") and not (speed_unit / "result.json").is_file():
+        full = args.out / "conll" / "full"
+        models = {name: full / name / "model" for name in ("teacher", "alone", "kd", "spacy")}
+        models = {k: v for k, v in models.items() if v.is_dir()}
+        if "teacher" in models:
+            result = measure_speeds(models, args.data / "conll2003" / "test.txt",
+                                    rounds=3, words=2000 if args.quick else 5000,
+                                    words_batch1=500 if args.quick else 1500)
+            _write(speed_unit, result)
+    print(f"bench: {time.perf_counter() - started:.0f} s", flush=True)
+
+
+if __name__ == "__main__":
+    main()
