@@ -8,7 +8,7 @@ PORT ?= 8000
 # want, use the CPU one: make install TORCH_INDEX=https://download.pytorch.org/whl/cpu
 TORCH_INDEX ?=
 
-.PHONY: install demo test test-all lint
+.PHONY: install demo test test-all lint bench bench-quick
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -35,3 +35,16 @@ test-all: $(VENV)/.installed
 
 lint: $(VENV)/.installed
 	$(PY) -m ruff check .
+
+# The benchmark (docs/BENCHMARKS.md): spaCy and matplotlib on top of the project.
+$(VENV)/.bench: pyproject.toml $(VENV)/.installed
+	$(PY) -m pip install -e '.[bench]'
+	touch $@
+
+bench-quick: $(VENV)/.bench
+	$(PY) bench/run.py --quick
+	$(PY) bench/report.py --runs runs/bench-quick --docs runs/bench-quick/docs
+
+bench: $(VENV)/.bench
+	$(PY) bench/run.py
+	$(PY) bench/report.py

@@ -37,24 +37,33 @@ def full_table(results: dict[str, Any], corpus: str) -> list[str]:
     rows = {k: v for k, v in rows.items() if v}
     if not rows:
         return []
-    speed = results.get(f"{corpus}/speed", {}).get("models", {})
     types = sorted({t for r in rows.values() for t in r["test"]["per_type"]})
     teacher_f1 = rows["teacher"]["test"]["f1"] if "teacher" in rows else None
-    head = ["model", "test F1", "% of teacher", *types, "parameters", "MB", "w/s b32", "w/s b1",
-            "speedup b32", "speedup b1", "train s"]
+    head = ["model", "test F1", "% of teacher", "dev F1", *types, "parameters", "MB on disk", "train min"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for key, r in rows.items():
-        sp = speed.get(key, {})
-        w, ratio = sp.get("words_per_second", {}), sp.get("ratio_to_first", {})
         pct = f"{100 * r['test']['f1'] / teacher_f1:.1f}%" if teacher_f1 else "–"
         cells = [
-            FULL_ROWS[key], f"**{_f(r['test']['f1'])}**", pct,
+            FULL_ROWS[key], f"**{_f(r['test']['f1'])}**", pct, _f(r.get("dev_f1")),
             *(_f(r["test"]["per_type"].get(t, {}).get("f1")) for t in types),
-            f"{r['parameters']:,}", f"{r['bytes_on_disk'] / 1e6:.1f}",
-            f"{w['batch_32']:,.0f}" if w else "–", f"{w['batch_1']:,.0f}" if w else "–",
-            f"{ratio['batch_32']:.1f}x" if ratio else "–", f"{ratio['batch_1']:.1f}x" if ratio else "–",
-            f"{r['seconds']:,.0f}",
+            f"{r['parameters']:,}", f"{r['bytes_on_disk'] / 1e6:.1f}", f"{r['seconds'] / 60:,.1f}",
         ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def speed_table(results: dict[str, Any]) -> list[str]:
+    speed = results.get("conll/speed", {}).get("threads", {})
+    if not speed:
+        return []
+    head = ["model"] + [f"{k} ({n} thr.)" for n in speed for k in ("w/s b32", "×", "w/s b1", "×")]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name in next(iter(speed.values())):
+        cells = [FULL_ROWS.get(name, name)]
+        for by_model in speed.values():
+            m = by_model[name]
+            for key in ("batch_32", "batch_1"):
+                cells += [f"{m['words_per_second'][key]:,.0f}", f"{m['ratio_to_first'][key]:.1f}x"]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
@@ -81,7 +90,8 @@ def _mean_spread(xs: list[float] | None) -> str:
 def low_table(low: dict[int, dict[str, list[float]]]) -> list[str]:
     if not low:
         return []
-    head = ["labeled", "teacher", *MODES.values(), "KD+PL / teacher", "KD+PL − alone"]
+    peer = any("spacy" in m for m in low.values())  # the quick run trains the peer here
+    head = ["labeled", "teacher", *MODES.values(), *(["spaCy"] * peer), "KD+PL / teacher", "KD+PL − alone"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for size, m in low.items():
         mean = {k: statistics.mean(v) for k, v in m.items()}
@@ -91,7 +101,8 @@ def low_table(low: dict[int, dict[str, list[float]]]) -> list[str]:
         if {"kd_pseudo", "alone"} <= set(mean):
             gain = f"{100 * (mean['kd_pseudo'] - mean['alone']):+.1f}"
         lines.append("| " + " | ".join([f"{size:,}", _mean_spread(m.get("teacher")),
-                                         *(_mean_spread(m.get(k)) for k in MODES), ratio, gain]) + " |")
+                                         *(_mean_spread(m.get(k)) for k in MODES),
+                                         *([_mean_spread(m.get("spacy"))] * peer), ratio, gain]) + " |")
     return lines
 
 
@@ -119,21 +130,27 @@ def plots(results: dict[str, Any], low: dict[int, dict[str, list[float]]], folde
         fig.savefig(folder / "f1_vs_labeled.png", dpi=110)
         plt.close(fig)
         made.append("f1_vs_labeled.png")
-    speed = results.get("conll/speed", {}).get("models", {})
+    speed = results.get("conll/speed", {}).get("threads", {})
     if speed:
-        names = list(speed)
+        names = list(next(iter(speed.values())))
         fig, axes = plt.subplots(1, 3, figsize=(11, 3.6))
+        height = 0.8 / len(speed)
         panels = ((axes[0], "batch_32", "words/s, batch 32"), (axes[1], "batch_1", "words/s, batch 1"))
         for ax, key, title in panels:
-            vals = [speed[n]["words_per_second"][key] for n in names]
-            ax.barh(names, vals, color="#4878a8")
+            for j, (n, by_model) in enumerate(speed.items()):
+                vals = [by_model[m]["words_per_second"][key] for m in names]
+                ax.barh([i + j * height for i in range(len(names))], vals, height=height,
+                        label=f"{n} thread{'s' if n != '1' else ''}")
+            ax.set_yticks([i + height * (len(speed) - 1) / 2 for i in range(len(names))],
+                          [FULL_ROWS.get(m, m) for m in names])
             ax.set_title(title)
             ax.set_xscale("log")
+        axes[0].legend(fontsize=8)
+        axes[1].set_yticklabels([])
         params = [results.get(f"conll/full/{n}", {}).get("parameters", 0) / 1e6 for n in names]
-        axes[2].barh(names, params, color="#a87848")
+        axes[2].barh(range(len(names)), params, color="#a87848")
+        axes[2].set_yticks(range(len(names)), [])
         axes[2].set_title("parameters (millions)")
-        for ax in axes[1:]:
-            ax.set_yticklabels([])
         fig.tight_layout()
         fig.savefig(folder / "speed_size.png", dpi=110)
         plt.close(fig)
@@ -152,6 +169,10 @@ def render(results: dict[str, Any], images: list[str]) -> str:
                 *low, ""]
     if "f1_vs_labeled.png" in images:
         out += ["![F1 against labeled-set size](benchmarks/f1_vs_labeled.png)", ""]
+    speed = speed_table(results)
+    if speed:
+        out += ["### Speed on CoNLL-2003 test, measured side by side (× = ratio to the teacher)", "",
+                *speed, ""]
     if "speed_size.png" in images:
         out += ["![Speed and size side by side](benchmarks/speed_size.png)", ""]
     ncbi = full_table(results, "ncbi")

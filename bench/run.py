@@ -65,62 +65,52 @@ def student(mode: str, epochs: int, patience: int, **student: Any) -> tuple[Dist
     return DistillConfig(mode=mode, epochs=epochs, patience=patience), StudentConfig(**student)
 
 
-def plan(args: argparse.Namespace) -> list[Setting]:
-    """The settings of a full or a --quick run."""
-    conll, ncbi = args.data / "conll2003", args.data / "ncbi_disease"
-    quick = args.quick
-    settings: list[Setting] = []
+def low_resource(args: argparse.Namespace, n: int, seed: int) -> Setting:
+    """``n`` labeled CoNLL-2003 train sentences (chosen by ``seed``), the rest as unlabeled text."""
+    conll, quick = args.data / "conll2003", args.quick
+    folder = args.out / "conll" / "low" / f"{n}-s{seed}" / "data"
+    alone_epochs = max(20, math.ceil(600 / math.ceil(n / 32)))  # at least ~600 steps on few labels
+    return Setting(
+        f"conll/low/{n}-s{seed}",
+        DataFiles(train=folder / "train.conll", dev=conll / "valid.txt", test=conll / "test.txt",
+                  unlabeled=folder / "unlabeled.conll", unlabeled_format="conll"),
+        TeacherConfig(epochs=2 if quick else 4, learning_rate=2e-4, min_steps=0 if quick else 200),
+        {
+            "alone": student("alone", 10 if quick else alone_epochs, 10),
+            "kd": student("kd", 1 if quick else 2, 2),
+            "kd_pseudo": student("kd_pseudo", 1 if quick else 2, 2),
+        },
+        spacy=quick,  # the quick run's peer
+        prepare=lambda: write_subset(conll / "train.txt", n, seed, folder),
+        unlabeled_cap=2000 if quick else None,
+        notes={"labeled": n, "seed": seed},
+    )
 
-    full_train = conll / "train.txt"
-    if quick:  # a 1,500-sentence slice stands in for all of train
-        full_train = args.out / "conll" / "full" / "data" / "train.conll"
+
+def plan(args: argparse.Namespace) -> list[Setting]:
+    """The settings of a full run, or of a --quick one (one low-resource setting and the peer)."""
+    if args.quick:
+        return [low_resource(args, 1500, 1)]
+    conll, ncbi = args.data / "conll2003", args.data / "ncbi_disease"
     full = Setting(
         "conll/full",
-        DataFiles(train=full_train, dev=conll / "valid.txt", test=conll / "test.txt"),
-        TeacherConfig(epochs=1 if quick else 2, learning_rate=1e-4, min_steps=40 if quick else 300),
+        DataFiles(train=conll / "train.txt", dev=conll / "valid.txt", test=conll / "test.txt"),
+        TeacherConfig(epochs=2, learning_rate=1e-4),
         {
-            "alone": student("alone", 4 if quick else 12, 3),
-            "alone_novec": student("alone", 4 if quick else 12, 3, embeddings=None),  # ablation: no GloVe
-            "kd": student("kd", 4 if quick else 12, 3),
+            "alone": student("alone", 12, 3),
+            "alone_novec": student("alone", 12, 3, embeddings=None),  # ablation: no GloVe
+            "kd": student("kd", 12, 3),
         },
         spacy=True,
     )
-    if quick:
-        full.prepare = lambda: write_subset(conll / "train.txt", 1500, 1, full_train.parent)
-    settings.append(full)
-
-    sizes = (300,) if quick else args.sizes
-    for seed in range(1, (1 if quick else args.seeds) + 1):
-        for n in sizes:
-            folder = args.out / "conll" / "low" / f"{n}-s{seed}" / "data"
-            alone_epochs = max(20, math.ceil(1500 / math.ceil(n / 32)))  # at least ~1,500 steps
-            settings.append(Setting(
-                f"conll/low/{n}-s{seed}",
-                DataFiles(train=folder / "train.conll", dev=conll / "valid.txt", test=conll / "test.txt",
-                          unlabeled=folder / "unlabeled.conll", unlabeled_format="conll"),
-                TeacherConfig(epochs=4, learning_rate=2e-4, min_steps=60 if quick else 200),
-                {
-                    "alone": student("alone", 8 if quick else alone_epochs, 10),
-                    "kd": student("kd", 1 if quick else 2, 2),
-                    "kd_pseudo": student("kd_pseudo", 1 if quick else 2, 2),
-                },
-                prepare=lambda n=n, seed=seed, folder=folder: write_subset(
-                    conll / "train.txt", n, seed, folder.parent / "data"),
-                unlabeled_cap=2000 if quick else None,
-                notes={"labeled": n, "seed": seed},
-            ))
-
-    if not quick:
-        settings.append(Setting(
-            "ncbi/full",
-            DataFiles(train=ncbi / "train.tsv", dev=ncbi / "devel.tsv", test=ncbi / "test.tsv"),
-            TeacherConfig(epochs=2, learning_rate=1e-4, min_steps=0),
-            {
-                "alone": student("alone", 12, 3),
-                "kd": student("kd", 12, 3),
-            },
-        ))
-    return settings
+    lows = [low_resource(args, n, seed) for seed in range(1, args.seeds + 1) for n in args.sizes]
+    ncbi_full = Setting(
+        "ncbi/full",
+        DataFiles(train=ncbi / "train.tsv", dev=ncbi / "devel.tsv", test=ncbi / "test.tsv"),
+        TeacherConfig(epochs=2, learning_rate=1e-4),
+        {"alone": student("alone", 12, 3), "kd": student("kd", 12, 3)},
+    )
+    return [full, *lows, ncbi_full]
 
 
 def run_setting(s: Setting, args: argparse.Namespace, wanted: Callable[[str], bool]) -> None:
@@ -131,7 +121,7 @@ def run_setting(s: Setting, args: argparse.Namespace, wanted: Callable[[str], bo
     todo = [u for u in units if wanted(u) and not (args.out / u / "result.json").is_file()]
     if not todo:
         return
-    if s.prepare is not None and not s.files.train.is_file():
+    if s.prepare is not None and not s.files.train.is_file():  # written once: a rerun keeps its split
         s.prepare()
     data = load_dataset(s.files)
     if s.unlabeled_cap is not None:
@@ -229,8 +219,9 @@ def main() -> None:
         run_setting(s, args, wanted)
     speed_unit = args.out / "conll" / "speed"
     if not args.no_speed and wanted("conll/speed") and not (speed_unit / "result.json").is_file():
-        full = args.out / "conll" / "full"
-        models = {name: full / name / "model" for name in ("teacher", "alone", "kd", "spacy")}
+        timed = args.out / ("conll/low/1500-s1" if args.quick else "conll/full")
+        names = ("teacher", "alone_novec", "alone", "kd", "kd_pseudo", "spacy")
+        models = {name: timed / name / "model" for name in names}
         models = {k: v for k, v in models.items() if v.is_dir()}
         if "teacher" in models:
             result = measure_speeds(models, args.data / "conll2003" / "test.txt",

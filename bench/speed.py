@@ -4,7 +4,8 @@
 
 Each round times every model once at batch 32 (the first --words words of the file,
 batched by length) and at batch 1 (file order); the medians over rounds are printed with
-each model's ratio to the first one, and written as JSON to --out. A spaCy pipeline folder
+each model's ratio to the first one, and written as JSON to --out. This is done with 1 and
+with 2 torch threads (--threads), every model under the same setting. A spaCy pipeline folder
 (bench/peer.py) is timed the same way.
 """
 
@@ -34,28 +35,34 @@ def _tagger(folder: Path) -> tuple[str, Callable[..., list[list[str]]]]:
 
 
 def measure_speeds(
-    models: dict[str, Path], test: Path, rounds: int = 3, words: int = 5000, words_batch1: int = 1500
+    models: dict[str, Path], test: Path, rounds: int = 3, words: int = 5000, words_batch1: int = 1500,
+    threads: tuple[int, ...] = (1, 2),
 ) -> dict[str, Any]:
-    """Median words/s at batch 32 and 1 of each model, and its ratio to the first one."""
+    """Median words/s at batch 32 and 1 of each model, and its ratio to the first one, for each
+    torch thread count in ``threads`` (all models run with the same count)."""
     tokens = [s.tokens for s in read_file(test, "conll")]
     taggers = {name: _tagger(Path(folder)) for name, folder in models.items()}
-    rates: dict[str, dict[str, list[float]]] = {m: {"batch_32": [], "batch_1": []} for m in taggers}
-    for _ in range(rounds):
-        for name, (_, tag) in taggers.items():
-            rates[name]["batch_32"].append(words_per_second(
-                lambda b, t=tag: t(b, 32), tokens, 32, repeats=1, max_words=words, sort_by_length=True))
-            rates[name]["batch_1"].append(words_per_second(
-                lambda b, t=tag: t(b, 1), tokens, 1, repeats=1, max_words=words_batch1))
     ref = next(iter(taggers))
-    result: dict[str, Any] = {"threads": torch.get_num_threads(), "rounds": rounds, "test": str(test),
-                              "words": {"batch_32": words, "batch_1": words_batch1}, "models": {}}
-    for name, (kind, _) in taggers.items():
-        med = {k: statistics.median(v) for k, v in rates[name].items()}
-        ratio = {k: med[k] / statistics.median(rates[ref][k]) for k in med}
-        result["models"][name] = {"kind": kind, "folder": str(models[name]), "words_per_second": med,
-                                  "ratio_to_first": ratio, "all": rates[name]}
-        print(f"{name:32} {kind:8} b32 {med['batch_32']:8.0f} w/s (x{ratio['batch_32']:5.1f})"
-              f"   b1 {med['batch_1']:7.0f} w/s (x{ratio['batch_1']:5.1f})", flush=True)
+    result: dict[str, Any] = {"rounds": rounds, "test": str(test),
+                              "words": {"batch_32": words, "batch_1": words_batch1}, "threads": {}}
+    for n in threads:
+        torch.set_num_threads(n)
+        rates: dict[str, dict[str, list[float]]] = {m: {"batch_32": [], "batch_1": []} for m in taggers}
+        for _ in range(rounds):
+            for name, (_, tag) in taggers.items():
+                rates[name]["batch_32"].append(words_per_second(
+                    lambda b, t=tag: t(b, 32), tokens, 32, repeats=1, max_words=words, sort_by_length=True))
+                rates[name]["batch_1"].append(words_per_second(
+                    lambda b, t=tag: t(b, 1), tokens, 1, repeats=1, max_words=words_batch1))
+        models_out = result["threads"][str(n)] = {}
+        for name, (kind, _) in taggers.items():
+            med = {k: statistics.median(v) for k, v in rates[name].items()}
+            ratio = {k: med[k] / statistics.median(rates[ref][k]) for k in med}
+            models_out[name] = {"kind": kind, "folder": str(models[name]), "words_per_second": med,
+                                "ratio_to_first": ratio, "all": rates[name]}
+            print(f"{n} thread(s) {name:28} {kind:8} b32 {med['batch_32']:8.0f} w/s "
+                  f"(x{ratio['batch_32']:5.1f})   b1 {med['batch_1']:7.0f} w/s (x{ratio['batch_1']:5.1f})",
+                  flush=True)
     return result
 
 
@@ -66,10 +73,11 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--words", type=int, default=5000, help="words timed per pass at batch 32")
     p.add_argument("--words-batch1", type=int, default=1500, help="words timed per pass at batch 1")
+    p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     p.add_argument("--out", type=Path)
     args = p.parse_args()
     result = measure_speeds({str(m): m for m in args.models}, args.test, args.rounds, args.words,
-                            args.words_batch1)
+                            args.words_batch1, tuple(args.threads))
     if args.out:
         args.out.write_text(json.dumps(result, indent=1))
 

@@ -63,7 +63,7 @@ class StudentConfig(_Strict):
     char_dim: int = Field(30, ge=1)  # character embedding size
     char_hidden: int = Field(50, ge=1)  # CNN filters, or LSTM size per direction
     encoder: Literal["bilstm", "idcnn"] = "bilstm"  # word-level sequence encoder
-    hidden: int = Field(200, ge=1)  # LSTM size per direction, or ID-CNN channels
+    hidden: int = Field(100, ge=1)  # LSTM size per direction, or ID-CNN channels
     layers: int = Field(1, ge=1, le=2)  # BiLSTM layers
     dropout: float = Field(0.5, ge=0, lt=1)  # dropout on embeddings and encoder output
     crf: bool = False  # CRF output layer with Viterbi decoding (softmax otherwise)

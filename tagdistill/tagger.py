@@ -69,8 +69,8 @@ def read_meta(path: Path) -> dict[str, Any]:
 
 @torch.inference_mode()
 def student_predict(model: NeuralTagger, sentences: list[list[str]], batch_size: int = 64) -> list[list[str]]:
-    """IOB2 tags for pre-tokenized sentences; batches are length-sorted, order is kept."""
-    model.eval()
+    """IOB2 tags for pre-tokenized sentences; batches are length-sorted, order is kept.
+    ``model`` should be in eval mode (``load_student`` returns it so), or dropout stays on."""
     device = next(model.parameters()).device
     labels = model.vocab.labels
     order = sorted(range(len(sentences)), key=lambda i: len(sentences[i]))

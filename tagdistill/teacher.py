@@ -247,7 +247,8 @@ def train_teacher(
     AdamW (no weight decay on biases and LayerNorm weights, the 1-d tensors), linear warm-up then
     linear decay, gradient norm clipped at 1.0. Each step is a batch of ``cfg.batch_size`` windows of
     similar length, padded to the longest; batches come in a seeded random order each epoch.
-    On a small dataset the epochs are raised until there are ``cfg.min_steps`` steps in all;
+    On a small dataset the epochs are raised until there are ``cfg.min_steps`` steps in all (dev F1
+    is then checked every few epochs, ``cfg.epochs`` times in all, and after the last);
     ``epochs=0`` saves the pretrained encoder with its untrained head.
 
     With ``checkpoint_dir``, training can be resumed after the process is killed: every epoch ends
@@ -284,8 +285,11 @@ def train_teacher(
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total), total)
     progress.stage("teacher", total)
     best: float | None = None
+    # Dev F1 is checked cfg.epochs times (and after the last epoch): raised epochs are not each evaluated.
+    eval_every = max(1, epochs // cfg.epochs) if cfg.epochs else 1
     if epochs > cfg.epochs:
-        progress.log(f"teacher: {epochs} epochs instead of {cfg.epochs}, to reach min_steps={cfg.min_steps}")
+        progress.log(f"teacher: {epochs} epochs instead of {cfg.epochs}, to reach min_steps={cfg.min_steps}; "
+                     f"dev F1 every {eval_every} epochs")
     start = 1
     resumed = load_checkpoint(checkpoint_dir, signature, model, optimizer, rng) if checkpoint_dir else None
     if resumed is not None:
@@ -309,25 +313,18 @@ def train_teacher(
             optimizer.zero_grad(set_to_none=True)
             losses.append(loss.item())
             progress.step(1, loss=losses[-1])
-        scores = _dev_scores(teacher, dev, cfg.eval_batch_size)
-        if best is None or scores["f1"] > best:
-            best = teacher.dev_f1 = scores["f1"]
-            teacher.save(out_dir)
+        metrics: dict[str, float | None] = {"loss": sum(losses) / len(losses)}
+        if epoch % eval_every == 0 or epoch == epochs:
+            scores = _dev_scores(teacher, dev, cfg.eval_batch_size)
+            if best is None or scores["f1"] > best:
+                best = teacher.dev_f1 = scores["f1"]
+                teacher.save(out_dir)
+            metrics.update({f"dev_{k}": scores[k] for k in ("f1", "precision", "recall")})
         if checkpoint_dir is not None:  # before the epoch is reported: a reported epoch is never redone
             state = {"fingerprint": signature, "epoch": epoch, "best": best,
                      "scheduler": scheduler.state_dict()}
             save_checkpoint(checkpoint_dir, model, optimizer, rng, state)
-        progress.epoch(
-            epoch,
-            {
-                "loss": sum(losses) / len(losses),
-                "dev_f1": scores["f1"],
-                "dev_precision": scores["precision"],
-                "dev_recall": scores["recall"],
-                "best_dev_f1": best,
-                "seconds": time.perf_counter() - started,
-            },
-        )
+        progress.epoch(epoch, {**metrics, "best_dev_f1": best, "seconds": time.perf_counter() - started})
     if best is None:  # epochs == 0
         teacher.dev_f1 = _dev_scores(teacher, dev, cfg.eval_batch_size)["f1"]
         teacher.save(out_dir)

@@ -92,7 +92,7 @@ def _batch_loss(model: NeuralTagger, batch: list[Example], cfg: DistillConfig) -
 
 
 def evaluate_student(model: NeuralTagger, sentences: list[Sentence]) -> dict:
-    pred = student_predict(model, [s.tokens for s in sentences])
+    pred = student_predict(model.eval(), [s.tokens for s in sentences])
     return entity_scores([s.tags for s in sentences], pred)
 
 

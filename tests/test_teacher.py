@@ -241,6 +241,7 @@ def test_small_data_gets_epochs_enough_for_min_steps(tiny_model: Path, tmp_path:
     train_teacher(cfg, train, dev, LABELS, tmp_path / "teacher", CPU, progress, seed=0)
     assert progress.stages == [("teacher", 15)]  # 5 steps an epoch: 3 epochs reach 12 steps
     assert [e for e, _ in progress.epochs] == [1, 2, 3]
+    assert ["dev_f1" in m for _, m in progress.epochs] == [False, False, True]  # as often as epochs=1 asks
 
 
 def test_minilm_learns_conll_from_150_sentences(tmp_path: Path) -> None:
