@@ -68,6 +68,8 @@ class BiLSTMEncoder(nn.Module):
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         """x (B, T, D) -> (B, T, 2 * hidden); padded positions are zeros."""
+        if bool(mask.all()):  # no padding (one sentence, or equal lengths): packing would only cost time
+            return self.lstm(x)[0]
         lengths = mask.sum(dim=1).clamp(min=1).cpu()  # (B,) an empty sentence still packs one step
         packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
         out, _ = self.lstm(packed)
