@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
-MODES = {"alone": "student alone", "kd": "student KD", "kd_pseudo": "student KD + pseudo-labels"}
+MODES = {"alone_novec": "student alone, no GloVe", "alone": "student alone", "kd": "student KD",
+         "kd_pseudo": "student KD + pseudo-labels"}
 FULL_ROWS = {"teacher": "MiniLM teacher", "alone_novec": "student alone, no GloVe",
              "alone": "student alone", "kd": "student KD", "spacy": "spaCy CNN NER"}
 

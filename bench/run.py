@@ -70,6 +70,9 @@ def low_resource(args: argparse.Namespace, n: int, seed: int) -> Setting:
     conll, quick = args.data / "conll2003", args.quick
     folder = args.out / "conll" / "low" / f"{n}-s{seed}" / "data"
     alone_epochs = max(20, math.ceil(600 / math.ceil(n / 32)))  # at least ~600 steps on few labels
+    ablation = {}
+    if n == 1500 and not quick:  # the student alone without GloVe, as the seed's baseline was
+        ablation["alone_novec"] = student("alone", alone_epochs, 10, embeddings=None)
     return Setting(
         f"conll/low/{n}-s{seed}",
         DataFiles(train=folder / "train.conll", dev=conll / "valid.txt", test=conll / "test.txt",
@@ -79,6 +82,7 @@ def low_resource(args: argparse.Namespace, n: int, seed: int) -> Setting:
             "alone": student("alone", 10 if quick else alone_epochs, 10),
             "kd": student("kd", 1, 2),  # one pass over the unlabeled text (13,891 to 13,541 sentences)
             "kd_pseudo": student("kd_pseudo", 1, 2),
+            **ablation,
         },
         spacy=quick,  # the quick run's peer
         prepare=lambda: write_subset(conll / "train.txt", n, seed, folder),
@@ -225,7 +229,7 @@ def main() -> None:
         models = {k: v for k, v in models.items() if v.is_dir()}
         if "teacher" in models:
             result = measure_speeds(models, args.data / "conll2003" / "test.txt",
-                                    rounds=3, words=2000 if args.quick else 5000,
+                                    rounds=3 if args.quick else 5, words=2000 if args.quick else 5000,
                                     words_batch1=500 if args.quick else 1500)
             _write(speed_unit, result)
     print(f"bench: {time.perf_counter() - started:.0f} s", flush=True)
