@@ -112,6 +112,7 @@ def plots(results: dict[str, Any], low: dict[int, dict[str, list[float]]], folde
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     made = []
     if low:
@@ -146,6 +147,7 @@ def plots(results: dict[str, Any], low: dict[int, dict[str, list[float]]], folde
                           [FULL_ROWS.get(m, m) for m in names])
             ax.set_title(title)
             ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         axes[0].legend(fontsize=8)
         axes[1].set_yticklabels([])
         params = [results.get(f"conll/full/{n}", {}).get("parameters", 0) / 1e6 for n in names]

@@ -194,7 +194,7 @@ def _write(folder: Path, result: dict[str, Any]) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     result["machine"] = f"{platform.machine()}, {torch.get_num_threads()} torch threads"
     (folder / "result.json").write_text(json.dumps(result, indent=1))
-    scores = f"test F1 {result['test']['f1']:.4f}" if "test" in result else "done"
+    scores = f"test F1 {result['test']['f1']:.4f}" if isinstance(result.get("test"), dict) else "done"
     print(f"== {folder}: {scores}", flush=True)
 
 
