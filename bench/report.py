@@ -124,6 +124,7 @@ def plots(results: dict[str, Any], low: dict[int, dict[str, list[float]]], folde
                 ax.plot(sizes, means, marker="o", label=label)
         ax.set_xscale("log")
         ax.set_xticks(list(low), [str(n) for n in low])
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xlabel("labeled CoNLL-2003 sentences (rest of train unlabeled)")
         ax.set_ylabel("test F1")
         ax.grid(alpha=0.3)
