@@ -7,6 +7,7 @@ word; ``spacy_tagger`` times the pipeline's components on those Docs, as ``nlp.p
 from __future__ import annotations
 
 import importlib.util
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tagdistill.data import Dataset, Sentence
-from tagdistill.metrics import bytes_on_disk, entity_scores
+from tagdistill.metrics import bytes_on_disk
 
 MAX_STEPS = {False: 6000, True: 200}  # spaCy training steps (batches of 100 to 1,000 words), by --quick
 
@@ -45,10 +46,7 @@ def train_spacy(data: Dataset, folder: Path, quick: bool = False) -> Path:
                     "--paths.train", str(folder / "train.spacy"), "--paths.dev", str(folder / "dev.spacy"),
                     "--training.max_steps", str(MAX_STEPS[quick]), "--gpu-id", "-1"], check=True)
     best = folder / "model"
-    if best.exists():
-        import shutil
-
-        shutil.rmtree(best)
+    shutil.rmtree(best, ignore_errors=True)
     (folder / "train" / "model-best").rename(best)
     return best
 
@@ -56,9 +54,26 @@ def train_spacy(data: Dataset, folder: Path, quick: bool = False) -> Path:
 def spacy_tagger(model_dir: Path) -> Callable[..., list[list[str]]]:
     """A ``tag(sentences, batch_size)`` function for a trained spaCy pipeline, IOB2 tags out."""
     import spacy
-    from spacy.tokens import Doc
+
+    return _tagger(spacy.load(model_dir))
+
+
+def spacy_model(model_dir: Path) -> tuple[Callable[..., list[list[str]]], dict[str, Any]]:
+    """The pipeline's tag function, loaded once, and its size."""
+    import spacy
 
     nlp = spacy.load(model_dir)
+    parameters = sum(
+        int(p.size) for _, proc in nlp.pipeline if hasattr(proc, "model")
+        for node in proc.model.walk() for name in node.param_names if node.has_param(name)
+        for p in [node.get_param(name)]
+    )
+    return _tagger(nlp), {"kind": "spacy", "spacy": spacy.__version__, "parameters": parameters,
+                          "bytes_on_disk": bytes_on_disk(model_dir)}
+
+
+def _tagger(nlp: Any) -> Callable[..., list[list[str]]]:
+    from spacy.tokens import Doc
 
     def tag(sentences: list[list[str]], batch_size: int = 32) -> list[list[str]]:
         docs = (Doc(nlp.vocab, words=s, spaces=[True] * len(s)) for s in sentences)
@@ -67,19 +82,3 @@ def spacy_tagger(model_dir: Path) -> Callable[..., list[list[str]]]:
         return [[f"{t.ent_iob_}-{t.ent_type_}" if t.ent_iob_ != "O" else "O" for t in doc] for doc in docs]
 
     return tag
-
-
-def spacy_result(model_dir: Path, data: Dataset) -> dict[str, Any]:
-    import spacy
-
-    tag = spacy_tagger(model_dir)
-    nlp = spacy.load(model_dir)
-    parameters = sum(
-        int(p.size) for _, proc in nlp.pipeline if hasattr(proc, "model")
-        for node in proc.model.walk() for name in node.param_names if node.has_param(name)
-        for p in [node.get_param(name)]
-    )
-    test = entity_scores([s.tags for s in data.test], tag([s.tokens for s in data.test]))
-    dev = entity_scores([s.tags for s in data.dev], tag([s.tokens for s in data.dev]))
-    return {"kind": "spacy", "spacy": spacy.__version__, "test": test,
-            "dev_f1": dev["f1"], "parameters": parameters, "bytes_on_disk": bytes_on_disk(model_dir)}

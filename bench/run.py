@@ -30,7 +30,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ modules beside this file
 
-from peer import MAX_STEPS, spacy_available, spacy_result, train_spacy
+from peer import MAX_STEPS, spacy_available, spacy_model, train_spacy
 from speed import measure_speeds
 from subset import write_subset
 
@@ -137,9 +137,9 @@ def run_setting(s: Setting, args: argparse.Namespace, wanted: Callable[[str], bo
 
     if f"{s.name}/spacy" in todo:
         started = time.perf_counter()
-        model_dir = train_spacy(data, folder / "spacy", quick=args.quick)
+        tag, info = spacy_model(train_spacy(data, folder / "spacy", quick=args.quick))
         _write(folder / "spacy", {
-            **spacy_result(model_dir, data), "seconds": time.perf_counter() - started,
+            **info, **_scores(tag, data), "seconds": time.perf_counter() - started,
             "max_steps": MAX_STEPS[args.quick],
             "train_sentences": len(data.train),
         })
