@@ -23,7 +23,7 @@ Scheme = Literal["IOB1", "IOB2", "BIOES"]
 MAX_LINE_BYTES = 1 << 20  # a longer line is not a sentence but a broken file; stop before reading it whole
 DOCSTART = "-DOCSTART-"
 _TAG = re.compile(r"(?:O|[BIESLU]-\S+)")
-_COLUMNS = re.compile(r"[ \t]+")  # CoNLL columns: spaces or tabs (other Unicode spaces may be tokens)
+_COLUMNS = re.compile(r"[ \t]+")  # CoNLL columns without tabs: runs of spaces (other Unicode spaces may be tokens)
 
 
 @dataclass
@@ -169,8 +169,14 @@ def _read_conll(path: Path, name: str, tag_column: int, labeled: bool) -> list[S
     start = 0
     width: tuple[int, int] | None = None  # (columns, line) of the first token line
     column = 0
+    tabbed: bool | None = None  # decided by the first token line: tabs there mean only tabs separate
     for number, text in _lines(path, name):
-        cols = _COLUMNS.split(text.strip(" \t"))
+        if text.strip() and tabbed is None:
+            tabbed = "\t" in text
+        if tabbed:  # a token may hold spaces, or be only spaces (kept as "", an unknown word to both models)
+            cols = [c.strip() for c in text.rstrip(" \t").split("\t")]
+        else:
+            cols = _COLUMNS.split(text.strip(" \t"))
         if not text.strip() or cols[0] == DOCSTART:
             if tokens:
                 sentences.append(Sentence(tokens, tags if labeled else None, line=start))
@@ -247,8 +253,11 @@ def read_file(
 ) -> list[Sentence]:
     """Read one file's sentences; tags are checked for form but kept in the file's own scheme.
 
-    - ``conll``: one token per line, columns split by spaces or tabs, the token first and the
-      tag in ``tag_column`` (-1 = last); a blank or whitespace-only line or a ``-DOCSTART-``
+    - ``conll``: one token per line, the token first and the tag in ``tag_column`` (-1 = last).
+      When the first token line holds a tab, the file is tab-separated: only tabs split columns,
+      each column is stripped of surrounding whitespace, and a token that is empty after stripping
+      (BTC has a few whitespace tokens) is kept as ``""``. Otherwise runs of spaces split
+      columns. A blank or whitespace-only line or a ``-DOCSTART-``
       line ends a sentence. Every token line must have as many columns as the first one.
       With ``labeled=False`` only the first column is read (a one-column file is fine).
     - ``jsonl``: one ``{"tokens": [...], "tags": [...]}`` object per line (``tags`` only when

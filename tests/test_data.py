@@ -78,6 +78,33 @@ def test_conll_tabs_crlf_and_bom(tmp_path: Path) -> None:
     assert [s.tags for s in sentences] == [["B-Disease", "O"], ["O"]]
 
 
+def test_conll_tab_file_splits_on_tabs_only_and_keeps_spaced_tokens(tmp_path: Path) -> None:
+    # BTC's shape: a token that holds a space, one that is only a space, one that is empty
+    text = "New York\tB-LOC\n😳 \tO\n \tO\n\tO\nNYC\tB-LOC\n"
+    sentences = conll(tmp_path, "dev.conll", text)
+    assert sentences[0].tokens == ["New York", "😳", "", "", "NYC"]
+    assert sentences[0].tags == ["B-LOC", "O", "O", "O", "B-LOC"]
+
+
+def test_conll_space_separated_file_still_splits_on_runs_of_spaces(tmp_path: Path) -> None:
+    sentences = conll(tmp_path, "a.conll", "EU   NNP B-ORG\nrejects VBZ  O\n")
+    assert sentences[0].tokens == ["EU", "rejects"]
+    assert sentences[0].tags == ["B-ORG", "O"]
+
+
+def test_conll_tab_file_with_a_space_separated_line_is_an_error_naming_the_line(tmp_path: Path) -> None:
+    e = error(lambda: conll(tmp_path, "a.tsv", "a\tO\nb O\n"))
+    assert (e.file, e.line) == ("a.tsv", 2)
+
+
+def test_btc_files_load(tmp_path: Path) -> None:
+    btc = SHARED_DATA / "btc"
+    if not btc.is_dir():
+        pytest.skip(f"no BTC data at {btc}")
+    for name, n in (("train.conll", 5338), ("dev.conll", 2000), ("test.conll", 2001)):
+        assert len(read_file(btc / name, "conll")) == n
+
+
 def test_conll_tag_column_is_selectable(tmp_path: Path) -> None:
     text = "Japan NNP B-NP B-LOC\nwins VBZ B-VP O\n"
     assert conll(tmp_path, "a.conll", text)[0].tags == ["B-LOC", "O"]
