@@ -65,7 +65,7 @@ def train_tiny(client: httpx.Client) -> str:
         "dataset_id": ds.json()["id"], "device": "cpu",
         "teacher": {"base_model": str(teacher), "epochs": 1, "min_steps": 0, "learning_rate": 3e-3},
         "student": {"hidden": 100},
-        "distill": {"mode": "kd", "epochs": 6, "learning_rate": 5e-3, "distill_weight": 0.1},
+        "distill": {"mode": "kd", "epochs": 6, "min_steps": 0, "learning_rate": 5e-3, "distill_weight": 0.1},
     }
     job = client.post("/jobs", json=body)
     job.raise_for_status()

@@ -27,7 +27,12 @@ STUDENT_FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
     "--student-weight": ("distill.student_weight", {"type": float}),
     "--distill-weight": ("distill.distill_weight", {"type": float}),
     "--pseudo-threshold": ("distill.pseudo_threshold", {"type": float}),
-    "--epochs": ("distill.epochs", {"type": int, "help": "student epochs"}),
+    "--epochs": ("distill.epochs", {"type": int, "help": "student passes over the labeled sentences"}),
+    "--min-steps": ("distill.min_steps", {"type": int, "help": "at least this many student steps"}),
+    "--unlabeled-ratio": ("distill.unlabeled_ratio", {"type": float,
+                                                      "help": "unlabeled batches per labeled batch"}),
+    "--no-baseline": ("distill.baseline", {"action": "store_const", "const": False,
+                                           "help": "do not train the student alone for comparison"}),
     "--batch-size": ("distill.batch_size", {"type": int}),
     "--lr": ("distill.learning_rate", {"type": float}),
     "--embeddings": ("student.embeddings", {"help": '"glove-6b-50d" or a GloVe-format text file'}),
@@ -101,27 +106,15 @@ def cmd_distill(args: argparse.Namespace) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from tagdistill.data import read_file
-    from tagdistill.metrics import bytes_on_disk, count_parameters, entity_scores, words_per_second
+    from tagdistill.report import model_entry
     from tagdistill.tagger import Tagger
 
     tagger = Tagger.load(args.model, args.device)
     sents = read_file(args.test, args.format, tag_column=args.tag_column)
-    tokens = [s.tokens for s in sents]
     model = tagger.model.model if tagger.kind == "teacher" else tagger.model
-    report = {
-        "model": str(args.model),
-        "kind": tagger.kind,
-        **entity_scores([s.tags for s in sents], tagger.tag(tokens)),
-        "parameters": count_parameters(model),
-        "bytes_on_disk": bytes_on_disk(args.model),
-        "words_per_second": {
-            "batch_32": words_per_second(
-                lambda b: tagger.tag(b, 32), tokens, 32, sort_by_length=True
-            ),
-            "batch_1": words_per_second(lambda b: tagger.tag(b, 1), tokens, 1, max_words=2000),
-        },
-    }
-    print(json.dumps(report, indent=1))
+    entry = model_entry(lambda b: tagger.tag(b, 32), model, tagger.path, {"test": sents},
+                        [s.tokens for s in sents])
+    print(json.dumps({"model": str(tagger.path), "kind": tagger.kind, **entry}, indent=1))
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
@@ -156,6 +149,10 @@ def _summary(report: dict[str, Any]) -> dict[str, Any]:
     return {
         f"{name}_{split}_f1": report[name][split]["f1"] for name in ("teacher", "student")
     } | {
+        **({"baseline_" + split + "_f1": report["baseline"][split]["f1"],
+            "distillation_gain": report["distillation_gain"][split]["f1"],
+            "served": report["served"]} if "served" in report else {}),
+        "warnings": report["warnings"],
         "student_parameters": report["student"]["parameters"],
         "teacher_parameters": report["teacher"]["parameters"],
         "speedup": report["speedup"],

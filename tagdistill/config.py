@@ -79,11 +79,16 @@ class DistillConfig(_Strict):
     distill_weight: float = Field(1.0, ge=0)  # w_d on the distillation term
     pseudo_threshold: float = Field(0.0, ge=0, le=1)  # min teacher confidence for a pseudo-label
     pseudo_filter: Literal["token", "sentence"] = "token"  # threshold per token or whole sentence
-    epochs: int = Field(20, ge=0)  # passes over the labeled data
+    epochs: int = Field(20, ge=0)  # passes over the labeled sentences, every mode (raised to reach min_steps)
+    min_steps: int = Field(600, ge=0)  # at least this many optimizer steps, so a small labeled set is learnt
+    # unlabeled batches per labeled batch in each step of the KD modes (on average; 0 = labeled only)
+    unlabeled_ratio: float = Field(1.0, ge=0)
     batch_size: int = Field(32, ge=1)  # sentences per step
     learning_rate: float = Field(2e-3, gt=0)  # Adam learning rate
-    patience: int = Field(5, ge=1)  # stop after this many epochs without a better dev F1
+    patience: int = Field(5, ge=1)  # stop after this many dev checks without a better dev F1
     grad_clip: float = Field(5.0, gt=0)  # max gradient norm
+    # also train the same student alone, with the same budget, report the gain and serve the better on dev
+    baseline: bool = True
 
 
 class JobConfig(_Strict):

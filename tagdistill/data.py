@@ -11,19 +11,18 @@ import json
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from tagdistill.config import DataFiles
-
-Scheme = Literal["IOB1", "IOB2", "BIOES"]
+from tagdistill.schemes import detect_scheme, spans, to_iob2
 
 MAX_LINE_BYTES = 1 << 20  # a longer line is not a sentence but a broken file; stop before reading it whole
 DOCSTART = "-DOCSTART-"
 _TAG = re.compile(r"(?:O|[BIESLU]-\S+)")
-_COLUMNS = re.compile(r"[ \t]+")  # CoNLL columns without tabs: runs of spaces (other Unicode spaces may be tokens)
+_COLUMNS = re.compile(r"[ \t]+")  # columns of a file without tabs (other Unicode spaces may be tokens)
 
 
 @dataclass
@@ -282,75 +281,6 @@ def read_file(
     if not sentences:
         raise DataError(name, None, "no sentences in the file")
     return sentences
-
-
-# --- tag schemes -----------------------------------------------------------------------------
-
-
-def detect_scheme(tag_seqs: Iterable[list[str]]) -> Scheme:
-    """The scheme of a file's tag sequences.
-
-    BIOES when any S-/E- tag occurs (BILOU's U-/L- count as BIOES too). Otherwise IOB2 when a
-    B- tag starts an entity (after O, another type or at a sentence start), else IOB1 when an
-    I- tag does; a file without either (all O, say) is IOB2.
-    """
-    starts: set[str] = set()  # prefixes seen on a tag that starts an entity
-    for tags in tag_seqs:
-        previous = "O"
-        for tag in tags:
-            if tag[0] in "ESLU":
-                return "BIOES"
-            if tag != "O" and (previous == "O" or previous[2:] != tag[2:]):
-                starts.add(tag[0])
-            previous = tag
-    return "IOB1" if starts == {"I"} else "IOB2"
-
-
-def to_iob2(tags: list[str], scheme: Scheme) -> list[str]:
-    """Convert one sentence's tags to IOB2.
-
-    BIOES/BILOU: S-/U- become B-, E-/L- become I-. Then, in every scheme, an I-X that does not
-    continue an entity of type X (it follows O, another type, or starts the sentence) becomes
-    B-X. That one rule converts IOB1 and also repairs such tags in IOB2 files, where they are
-    read as seqeval's default mode reads them: as the start of an entity. IOB1 and IOB2 accept
-    only O, B- and I- tags.
-    """
-    out: list[str] = []
-    previous = "O"
-    for tag in tags:
-        if tag != "O":
-            prefix, kind = tag[0], tag[2:]
-            if scheme != "BIOES" and prefix not in "BI":
-                raise ValueError(f"tag {tag} does not belong to {scheme}")
-            if prefix in "SU":
-                prefix = "B"
-            elif prefix in "EL":
-                prefix = "I"
-            if prefix == "I" and (previous == "O" or previous[2:] != kind):
-                prefix = "B"
-            tag = f"{prefix}-{kind}"
-        out.append(tag)
-        previous = tag
-    return out
-
-
-def spans(tags: list[str]) -> list[tuple[str, int, int]]:
-    """Entities of an IOB2 sequence as (type, first token, last token + 1).
-
-    An I-X that does not continue an X entity starts a new one, as in ``to_iob2``.
-    """
-    found: list[tuple[str, int, int]] = []
-    kind: str | None = None
-    start = 0
-    for i, tag in enumerate(tags):
-        if kind is not None and (tag == "O" or tag.startswith("B-") or tag[2:] != kind):
-            found.append((kind, start, i))
-            kind = None
-        if tag != "O" and kind is None:
-            kind, start = tag[2:], i
-    if kind is not None:
-        found.append((kind, start, len(tags)))
-    return found
 
 
 # --- datasets --------------------------------------------------------------------------------

@@ -16,12 +16,14 @@ def distill_loss(student: Tensor, teacher: Tensor, kind: DistillKind, temperatur
     With T = ``temperature``, p = softmax(teacher / T) and q = softmax(student / T), per word:
 
     - ``kl``:      T^2 * KL(p || q) = T^2 * sum_l p_l * (log p_l - log q_l)
-    - ``mse``:     mean_l (student_l / T - teacher_l / T)^2   (on logits, not probabilities)
+    - ``mse``:     T^2 * mean_l (student_l / T - teacher_l / T)^2 = mean_l (student_l - teacher_l)^2
     - ``soft_ce``: T^2 * -sum_l p_l * log q_l                  (= kl + T^2 * entropy(p))
 
     and the loss is the mean over the N words. The T^2 factor (Hinton et al. 2015) keeps the
     gradient's size about the same whatever T. kl and soft_ce have the same gradient in the
-    student; kl is 0 when the distributions agree. An empty batch (N = 0) costs 0.
+    student; kl is 0 when the distributions agree. mse takes the same factor, which cancels T:
+    matching logits is the high-temperature limit of KL (Hinton et al.), so T has no effect on
+    it. An empty batch (N = 0) costs 0.
     """
     if kind not in ("kl", "mse", "soft_ce"):
         raise ValueError(f"unknown distillation loss {kind!r}")
@@ -32,7 +34,7 @@ def distill_loss(student: Tensor, teacher: Tensor, kind: DistillKind, temperatur
     s = student / temperature  # (N, L)
     t = teacher / temperature  # (N, L)
     if kind == "mse":
-        return F.mse_loss(s, t)
+        return temperature**2 * F.mse_loss(s, t)
     log_q = F.log_softmax(s, dim=1)  # (N, L)
     log_p = F.log_softmax(t, dim=1)  # (N, L)
     if kind == "kl":

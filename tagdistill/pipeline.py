@@ -1,13 +1,18 @@
-"""A whole job: teacher, labeling, student, evaluation. Shared by the CLI and the worker.
+"""A whole job: teacher, labeling, student, baseline, evaluation. Shared by the CLI and the worker.
 
 Folder layout of a job (``work_dir``)::
 
     teacher/                    the fine-tuned teacher (absent when an existing one is reused)
-    teacher_logits.safetensors  the teacher's word-level logits on train and unlabeled, computed once
-    checkpoints/                the last epoch of teacher/ and student/ training (tagdistill.checkpoint),
+    teacher_logits.safetensors  the teacher's word-level logits on train and unlabeled, computed once,
+                                keyed by a hash of the teacher's weights and of the sentences
+    checkpoints/                the last dev check of teacher/ and student training (tagdistill.checkpoint),
                                 so a job run again in the same folder resumes; removed when the job ends
-    student/                    the distilled student (model.safetensors + tagdistill.json)
-    report.json                 metrics of both, sizes, speeds, the config
+    distilled/                  the student trained with the teacher (KD modes with the baseline on)
+    baseline/                   the same student trained alone with the same budget, for comparison
+    student/                    the served student: the better of distilled/ and baseline/ on dev
+                                (or the only student: mode "alone", or distill.baseline off)
+    report.json                 metrics of every model, the distillation gain, which student is served
+                                and why, warnings, sizes, speeds, the config
 """
 
 from __future__ import annotations
@@ -23,16 +28,15 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from tagdistill.checkpoint import fingerprint
 from tagdistill.config import DataFiles, JobConfig
 from tagdistill.data import Dataset, Sentence, load_dataset
-from tagdistill.metrics import bytes_on_disk, count_parameters, entity_scores, words_per_second
 from tagdistill.progress import Progress
 from tagdistill.pseudo import pseudo_labels
+from tagdistill.report import gain, model_entry, weak_types
 from tagdistill.tagger import student_predict
 from tagdistill.teacher import Teacher, train_teacher
 from tagdistill.train import Example, resolve_device, set_seed, train_student
-
-SPEED_WORDS = {1: 2000, 32: 10000}  # words timed per pass, by batch size (batch 1 is slow for the teacher)
 
 
 def run_job(cfg: JobConfig, files: DataFiles, work_dir: Path, progress: Progress) -> dict[str, Any]:
@@ -51,23 +55,56 @@ def run_job(cfg: JobConfig, files: DataFiles, work_dir: Path, progress: Progress
     timings["teacher"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    labeled, unlabeled = label_with_teacher(cfg, teacher, teacher_dir, data, work_dir, progress)
+    labeled, unlabeled = label_with_teacher(cfg, teacher, data, work_dir, progress)
     timings["labeling"] = time.perf_counter() - t0
 
+    # With the baseline on, the KD student and the same student alone (same budget) are both trained.
+    compare = cfg.distill.mode != "alone" and cfg.distill.baseline
+    trained: dict[str, tuple[torch.nn.Module, Path]] = {}
+    histories: dict[str, dict[str, Any]] = {}
     t0 = time.perf_counter()
-    student, history = train_student(
+    name = "distilled" if compare else "student"
+    model, histories[name] = train_student(
         cfg.distill, cfg.student, data.labels, labeled, unlabeled, data.dev,
-        work_dir / "student", device, progress, cfg.seed, work_dir / "checkpoints" / "student",
+        work_dir / name, device, progress, cfg.seed, work_dir / "checkpoints" / "student",
     )
+    trained[name] = (model, work_dir / name)
     timings["student"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    progress.stage("evaluating", 0)
-    report = evaluate_pair(teacher, student, data, {"teacher": teacher_dir, "student": work_dir / "student"})
+    if compare:
+        alone = cfg.distill.model_copy(update={"mode": "alone"})
+        gold_only = [Example(e.tokens, e.tags) for e in labeled]
+        model, histories["baseline"] = train_student(
+            alone, cfg.student, data.labels, gold_only, [], data.dev, work_dir / "baseline", device,
+            progress, cfg.seed, work_dir / "checkpoints" / "baseline", stage="baseline",
+        )
+        trained["baseline"] = (model, work_dir / "baseline")
+    else:
+        progress.stage("baseline", 0)
+        why = 'mode "alone"' if cfg.distill.mode == "alone" else "distill.baseline is off"
+        progress.log(f"baseline: not trained ({why})")
+    timings["baseline"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    report = evaluate(teacher, teacher_dir, trained, data, progress)
+    if compare:
+        report["distillation_gain"] = gain(report["distilled"], report["baseline"])
+        report["served"] = choose_served(report)
+        served = report["served"]["student"]
+        shutil.rmtree(work_dir / "student", ignore_errors=True)
+        shutil.copytree(work_dir / served, work_dir / "student")
+        report["student"] = dict(report[served])
+        progress.log(f"serving the {served} student: {report['served']['reason']}")
+    report["warnings"] = weak_types(report["teacher"], report["student"])
+    for warning in report["warnings"]:
+        progress.log(f"warning: {warning}")
+    t, s = report["teacher"]["words_per_second"], report["student"]["words_per_second"]
+    report["speedup"] = {k: s[k] / t[k] if t[k] else None for k in t}
     timings["evaluating"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - started
     report.update(
-        student_training=history,
+        student_training=histories,
         seconds=timings,
         device=str(device),
         machine=f"{platform.machine()}, {torch.get_num_threads()} threads",
@@ -76,6 +113,20 @@ def run_job(cfg: JobConfig, files: DataFiles, work_dir: Path, progress: Progress
     (work_dir / "report.json").write_text(json.dumps(report, indent=1))
     shutil.rmtree(work_dir / "checkpoints", ignore_errors=True)
     return report
+
+
+def choose_served(report: dict[str, Any]) -> dict[str, str]:
+    """The student to serve: the distilled one unless the baseline has the higher dev F1 (test is
+    never looked at), with the reason in words."""
+    dev = {name: report[name]["dev"]["f1"] for name in ("distilled", "baseline")}
+    served = "distilled" if dev["distilled"] >= dev["baseline"] else "baseline"
+    other = "baseline" if served == "distilled" else "distilled"
+    return {
+        "student": served,
+        "reason": f"the {served} student has the higher dev F1 ({dev[served]:.4f} against "
+                  f"{dev[other]:.4f} for the {other} one)" if dev[served] > dev[other] else
+                  f"both students have dev F1 {dev[served]:.4f}: the distilled one is kept",
+    }
 
 
 def obtain_teacher(
@@ -99,7 +150,7 @@ def obtain_teacher(
 
 
 def label_with_teacher(
-    cfg: JobConfig, teacher: Teacher, teacher_dir: Path, data: Dataset, work_dir: Path, progress: Progress
+    cfg: JobConfig, teacher: Teacher, data: Dataset, work_dir: Path, progress: Progress
 ) -> tuple[list[Example], list[Example]]:
     """The student's examples: gold tags plus the teacher's cached logits (and pseudo-labels)."""
     label_id = {label: i for i, label in enumerate(data.labels)}
@@ -107,7 +158,7 @@ def label_with_teacher(
     logits: list[torch.Tensor | None] = [None] * (len(data.train) + len(unlabeled))
     if cfg.distill.mode != "alone":
         sentences = data.train + unlabeled
-        logits = list(cached_logits(teacher, teacher_dir, sentences, cfg, work_dir, progress))
+        logits = list(cached_logits(teacher, sentences, cfg, work_dir, progress))
     labeled = [
         Example(s.tokens, [label_id[t] for t in s.tags], t)
         for s, t in zip(data.train, logits[: len(data.train)], strict=True)
@@ -120,59 +171,45 @@ def label_with_teacher(
 
 
 def cached_logits(
-    teacher: Teacher,
-    teacher_dir: Path,
-    sentences: list[Sentence],
-    cfg: JobConfig,
-    work_dir: Path,
-    progress: Progress,
+    teacher: Teacher, sentences: list[Sentence], cfg: JobConfig, work_dir: Path, progress: Progress
 ) -> list[torch.Tensor]:
     """The teacher's word-level logits, computed once and kept in ``teacher_logits.safetensors``.
 
-    A stored file is used when it came from the same teacher folder and sentence lengths.
+    A stored file is used only when it came from the same teacher (a hash of its weights, labels and
+    window settings, ``Teacher.digest``) and the same sentences (a hash of their tokens): a teacher
+    retrained into the same folder, or other data, computes them afresh.
     """
     path = work_dir / "teacher_logits.safetensors"
     lengths = [len(s.tokens) for s in sentences]
-    source = {"teacher": str(teacher_dir.resolve())}
+    source = {"teacher": teacher.digest(), "sentences": fingerprint([s.tokens for s in sentences])}
     if path.is_file():
         with safe_open(str(path), "pt") as f:
-            if f.metadata() == source and f.get_tensor("lengths").tolist() == lengths:
+            if f.metadata() == source:
                 progress.stage("labeling", 0)
                 return list(torch.split(f.get_tensor("logits"), lengths))
     progress.stage("labeling", -(-len(sentences) // cfg.teacher.eval_batch_size))
     logits = teacher.word_logits([s.tokens for s in sentences], cfg.teacher.eval_batch_size, progress)
-    save_file(
-        {"logits": torch.cat(logits).contiguous(), "lengths": torch.tensor(lengths)}, str(path), source
-    )
+    save_file({"logits": torch.cat(logits).contiguous()}, str(path), source)
     return logits
 
 
-def evaluate_pair(
-    teacher: Teacher, student: torch.nn.Module, data: Dataset, folders: dict[str, Path]
+def evaluate(
+    teacher: Teacher,
+    teacher_dir: Path,
+    students: dict[str, tuple[torch.nn.Module, Path]],
+    data: Dataset,
+    progress: Progress,
 ) -> dict[str, Any]:
-    """F1 (dev and test), size and words/s of teacher and student, measured side by side."""
+    """Every model's entry (``report.model_entry``): F1 on dev and test, size and words/s, measured one
+    after the other in this process. One progress step per model."""
     splits = {"dev": data.dev, **({"test": data.test} if data.test else {})}
-    timed = data.test or data.dev
-    in_order = [s.tokens for s in timed]
-    predictors = {
-        "teacher": lambda b: teacher.predict(b, batch_size=32),
-        "student": lambda b: student_predict(student, b, batch_size=32),
-    }
-    report: dict[str, Any] = {}
-    for name, predict in predictors.items():
-        model = teacher.model if name == "teacher" else student
-        report[name] = {
-            **{split: entity_scores([s.tags for s in sents], predict([s.tokens for s in sents]))
-               for split, sents in splits.items()},
-            "parameters": count_parameters(model),
-            "bytes_on_disk": bytes_on_disk(folders[name]),
-            "words_per_second": {
-                "batch_32": words_per_second(
-                    predict, in_order, 32, max_words=SPEED_WORDS[32], sort_by_length=True
-                ),
-                "batch_1": words_per_second(predict, in_order, 1, max_words=SPEED_WORDS[1]),
-            },
-        }
-    t, s = report["teacher"]["words_per_second"], report["student"]["words_per_second"]
-    report["speedup"] = {k: s[k] / t[k] if t[k] else None for k in t}
+    timed = [s.tokens for s in (data.test or data.dev)]  # file order: a fair sample
+    progress.stage("evaluating", 1 + len(students))
+    report = {"teacher": model_entry(lambda b: teacher.predict(b, batch_size=32), teacher.model, teacher_dir,
+                                     splits, timed)}
+    progress.step(1)
+    for name, (model, folder) in students.items():
+        report[name] = model_entry(lambda b, m=model: student_predict(m, b, batch_size=32), model, folder,
+                                   splits, timed)
+        progress.step(1)
     return report

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from typing import Any, Protocol
 
-STAGES = ("teacher", "labeling", "student", "evaluating")
+STAGES = ("teacher", "labeling", "student", "baseline", "evaluating")
 
 
 class Cancelled(Exception):

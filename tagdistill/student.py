@@ -148,12 +148,13 @@ class NeuralTagger(nn.Module):
     def gold_loss(self, emissions: Tensor, tags: Tensor, mask: Tensor) -> Tensor:
         """Loss against label ids (B, T); positions outside the mask or tagged -100 teach nothing.
 
-        Softmax: cross-entropy averaged over the labeled words. CRF: negative log-likelihood
-        averaged over sentences, where a -100 position is left open (the likelihood sums over
-        all of its labels; see ``CRF.nll``).
+        Softmax: cross-entropy averaged over the labeled words. CRF: the sentences' negative
+        log-likelihoods summed and divided by the number of words, so it is per word like
+        cross-entropy and the distillation term; a -100 position is left open (the likelihood
+        sums over all of its labels; see ``CRF.nll``).
         """
         if self.crf is not None:
-            return self.crf.nll(emissions, tags, mask).mean()
+            return self.crf.nll(emissions, tags, mask).sum() / mask.sum().clamp(min=1)
         labeled = mask & (tags != IGNORE)  # (B, T)
         if not labeled.any():
             return emissions.sum() * 0.0  # nothing to learn from, but keep the graph for backward()

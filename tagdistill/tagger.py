@@ -16,7 +16,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from tagdistill.config import StudentConfig
-from tagdistill.data import spans, tokenize
+from tagdistill.data import tokenize
+from tagdistill.schemes import repair_iob2, spans
 from tagdistill.student import NeuralTagger
 from tagdistill.vocab import Vocab
 
@@ -69,8 +70,8 @@ def read_meta(path: Path) -> dict[str, Any]:
 
 @torch.inference_mode()
 def student_predict(model: NeuralTagger, sentences: list[list[str]], batch_size: int = 64) -> list[list[str]]:
-    """IOB2 tags for pre-tokenized sentences; batches are length-sorted, order is kept.
-    ``model`` should be in eval mode (``load_student`` returns it so), or dropout stays on."""
+    """Valid IOB2 tags (``repair_iob2``) for pre-tokenized sentences; batches are length-sorted,
+    order is kept. ``model`` should be in eval mode (``load_student`` returns it so), or dropout stays on."""
     device = next(model.parameters()).device
     labels = model.vocab.labels
     order = sorted(range(len(sentences)), key=lambda i: len(sentences[i]))
@@ -81,15 +82,16 @@ def student_predict(model: NeuralTagger, sentences: list[list[str]], batch_size:
             continue
         words, cases, chars, mask = model.vocab.encode([sentences[i] for i in idx], device)
         for i, ids in zip(idx, model.decode(model(words, cases, chars, mask), mask), strict=True):
-            out[i] = [labels[j] for j in ids]
+            out[i] = repair_iob2([labels[j] for j in ids])
     return out
 
 
 class Tagger:
     """A trained student (or teacher) that tags raw strings or pre-tokenized sentences."""
 
-    def __init__(self, kind: str, model: Any, labels: list[str], meta: dict[str, Any]) -> None:
+    def __init__(self, kind: str, model: Any, labels: list[str], meta: dict[str, Any], path: Path) -> None:
         self.kind = kind  # "student" or "teacher"
+        self.path = path  # the model's own folder (a job folder's student/)
         self.model = model
         self.labels = labels
         self.meta = meta
@@ -104,9 +106,9 @@ class Tagger:
             from tagdistill.teacher import Teacher  # transformers is slow to import: only when needed
 
             teacher = Teacher.load(path, torch.device(device))
-            return cls("teacher", teacher, teacher.labels, meta)
+            return cls("teacher", teacher, teacher.labels, meta, path)
         model = load_student(path, device)
-        return cls("student", model, model.vocab.labels, meta)
+        return cls("student", model, model.vocab.labels, meta, path)
 
     def tag(self, sentences: list[list[str]], batch_size: int = 64) -> list[list[str]]:
         """IOB2 tags for pre-tokenized sentences."""

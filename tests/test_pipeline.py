@@ -11,6 +11,7 @@ from builders import SAMPLE, sample_words, tiny_bert
 
 from tagdistill.cli import main
 from tagdistill.config import DataFiles, JobConfig
+from tagdistill.data import read_file
 from tagdistill.pipeline import run_job
 from tagdistill.progress import NullProgress
 from tagdistill.tagger import Tagger
@@ -28,14 +29,14 @@ def tiny_job(tmp_path_factory) -> tuple[Path, dict]:
             unlabeled=SAMPLE / "unlabeled.txt",
         ),
         teacher={"base_model": str(tiny_bert(tmp / "bert", sample_words())), "epochs": 1, "min_steps": 0},
-        distill={"epochs": 3, "mode": "kd_pseudo"},
+        distill={"epochs": 3, "min_steps": 0, "mode": "kd_pseudo"},
     )
     return tmp / "run", run_job(cfg, cfg.data, tmp / "run", NullProgress())
 
 
-def test_job_reports_both_models(tiny_job):
+def test_job_reports_teacher_both_students_and_the_served_one(tiny_job):
     work, report = tiny_job
-    for name in ("teacher", "student"):
+    for name in ("teacher", "student", "distilled", "baseline"):
         assert set(report[name]) >= {"dev", "test", "parameters", "bytes_on_disk", "words_per_second"}
         assert 0.0 <= report[name]["test"]["f1"] <= 1.0
         assert report[name]["words_per_second"]["batch_32"] > 0
@@ -44,7 +45,50 @@ def test_job_reports_both_models(tiny_job):
     )
     assert json.loads((work / "report.json").read_text())["student"] == report["student"]
     assert (work / "teacher_logits.safetensors").is_file()
-    assert [e["epoch"] for e in report["student_training"]["epochs"]] == [1, 2, 3]
+    for name in ("distilled", "baseline"):  # the same budget: 3 passes over the labeled sentences
+        assert [e["epoch"] for e in report["student_training"][name]["epochs"]] == [1, 2, 3]
+
+
+def test_job_serves_the_student_with_the_better_dev_f1_and_reports_the_gain(tiny_job):
+    work, report = tiny_job
+    dev = {name: report[name]["dev"]["f1"] for name in ("distilled", "baseline")}
+    served = report["served"]["student"]
+    assert dev[served] == max(dev.values())
+    assert report["student"] == report[served]
+    assert f"{dev[served]:.4f}" in report["served"]["reason"]
+    served_weights = (work / served / "model.safetensors").read_bytes()
+    assert (work / "student" / "model.safetensors").read_bytes() == served_weights
+    gain = report["distillation_gain"]
+    for split in ("dev", "test"):
+        difference = report["distilled"][split]["f1"] - report["baseline"][split]["f1"]
+        assert gain[split]["f1"] == pytest.approx(difference)
+        assert set(gain[split]["per_type"]) == set(report["teacher"][split]["per_type"])
+    assert isinstance(report["warnings"], list)
+
+
+def test_logit_cache_is_recomputed_for_another_teacher_and_reused_for_the_same(tiny_job, tmp_path):
+    from test_teacher import Recorder
+
+    from tagdistill.pipeline import cached_logits
+    from tagdistill.teacher import Teacher
+
+    work, _ = tiny_job
+    teacher = Teacher.load(work / "teacher", torch.device("cpu"))
+    sentences = read_file(SAMPLE / "dev.conll", "conll")[:20]
+    cfg = JobConfig(data=DataFiles(train=SAMPLE / "train.conll", dev=SAMPLE / "dev.conll"))
+    first, again, retrained = Recorder(), Recorder(), Recorder()
+    a = cached_logits(teacher, sentences, cfg, tmp_path, first)
+    assert cached_logits(teacher, sentences, cfg, tmp_path, again) and again.stages == [("labeling", 0)]
+    with torch.no_grad():  # the same folder, other weights: a teacher retrained with another config
+        teacher.model.classifier.bias.add_(1.0)
+    b = cached_logits(teacher, sentences, cfg, tmp_path, retrained)
+    assert retrained.stages[0][1] > 0
+    assert not torch.allclose(a[0], b[0])
+    shorter = [s for s in sentences]
+    shorter[0] = type(shorter[0])(list(reversed(shorter[0].tokens)))  # other words, same lengths
+    other = Recorder()
+    cached_logits(teacher, shorter, cfg, tmp_path, other)
+    assert other.stages[0][1] > 0
 
 
 def test_saved_student_predicts_like_the_trained_one(tiny_job):
@@ -81,7 +125,8 @@ def test_reused_teacher_must_share_labels(tiny_job, tmp_path):
 def test_cli_distill_evaluate_predict(tiny_job, tmp_path, capsys):
     work, _ = tiny_job
     config = tmp_path / "job.json"
-    config.write_text(json.dumps({"distill": {"epochs": 1, "loss": "mse"}, "student": {"hidden": 32}}))
+    settings = {"distill": {"epochs": 1, "min_steps": 0, "loss": "mse"}, "student": {"hidden": 32}}
+    config.write_text(json.dumps(settings))
     main([
         "distill", "--teacher", str(work / "teacher"), "--train", str(SAMPLE / "train.conll"),
         "--dev", str(SAMPLE / "dev.conll"), "--out", str(tmp_path / "out"), "--config", str(config),
@@ -96,7 +141,9 @@ def test_cli_distill_evaluate_predict(tiny_job, tmp_path, capsys):
 
     main(["evaluate", "--model", str(tmp_path / "out"), "--test", str(SAMPLE / "test.conll")])
     evaluation = json.loads(capsys.readouterr().out)
-    assert evaluation["kind"] == "student" and 0 <= evaluation["f1"] <= 1
+    assert evaluation["kind"] == "student" and evaluation["test"]["support"] > 0
+    student_files = sum(f.stat().st_size for f in (tmp_path / "out" / "student").iterdir())
+    assert evaluation["bytes_on_disk"] == student_files  # the student's folder, not the whole job's
 
     text = tmp_path / "in.txt"
     text.write_text("Anna Berg visited Paris .\n\nThe end .\n")
@@ -118,8 +165,6 @@ def test_real_minilm_student_on_conll_slice(tmp_path):
 
     500 labeled sentences, 1,500 more as unlabeled text; about 3 minutes on 2 CPU cores.
     """
-    from tagdistill.data import read_file
-
     if not CONLL.is_dir():
         pytest.skip("the shared CoNLL-2003 data is not present")
     train = read_file(CONLL / "train.txt", "conll")
@@ -142,7 +187,7 @@ def test_real_minilm_student_on_conll_slice(tmp_path):
     cfg = JobConfig(
         data=files,
         teacher={"epochs": 3, "min_steps": 0, "learning_rate": 3e-4, "batch_size": 16},
-        distill={"epochs": 6, "mode": "kd_pseudo"},
+        distill={"epochs": 6, "min_steps": 200, "mode": "kd_pseudo"},
     )
     report = run_job(cfg, files, tmp_path / "run", NullProgress())
     teacher_f1, student_f1 = report["teacher"]["test"]["f1"], report["student"]["test"]["f1"]
@@ -150,4 +195,5 @@ def test_real_minilm_student_on_conll_slice(tmp_path):
           f"seconds {report['seconds']}")
     assert teacher_f1 > 0.55
     assert student_f1 > 0.45
+    assert report["baseline"]["test"]["f1"] > 0.45
     assert report["speedup"]["batch_32"] > 1 and report["speedup"]["batch_1"] > 1

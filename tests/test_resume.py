@@ -78,7 +78,7 @@ def test_a_student_resumes_at_the_next_epoch_and_ends_the_same(tmp_path: Path) -
                for s in sentences]  # fmt: skip
     unlabeled = [Example(s.tokens, None, torch.randn(len(s.tokens), len(LABELS))) for s in synthetic(24, 4)]
     dev = synthetic(16, seed=5)
-    cfg = DistillConfig(mode="kd", epochs=4, batch_size=8, learning_rate=5e-3, patience=10)
+    cfg = DistillConfig(mode="kd", epochs=4, min_steps=0, batch_size=8, learning_rate=5e-3, patience=10)
     student_cfg = StudentConfig(word_dim=16, char_dim=8, char_hidden=8, hidden=16)
 
     def run(folder: Path, progress: Recorder) -> dict:

@@ -30,7 +30,7 @@ def fast_job(dataset_id: str, teacher: Path, **teacher_overrides: Any) -> dict[s
             **teacher_overrides,
         },
         "student": {"hidden": 100},
-        "distill": {"mode": "kd", "epochs": 6, "learning_rate": 5e-3, "distill_weight": 0.1},
+        "distill": {"mode": "kd", "epochs": 6, "min_steps": 0, "learning_rate": 5e-3, "distill_weight": 0.1},
         "device": "cpu",
     }
 
@@ -119,7 +119,8 @@ def test_events_are_ordered_and_streamed(client: httpx.Client, trained: dict[str
     events = client.get(f"/jobs/{trained['id']}/events").json()
     assert [e["seq"] for e in events] == list(range(len(events)))
     stages = [e["data"]["stage"] for e in events if e["type"] == "stage"]
-    assert stages == ["teacher", "labeling", "student", "evaluating"]
+    assert stages == ["teacher", "labeling", "student", "baseline", "evaluating"]
+    assert any(e["type"] == "epoch" and e["data"]["stage"] == "baseline" for e in events)
     statuses = [e["data"]["status"] for e in events if e["type"] == "status"]
     assert statuses == ["queued", "running", "succeeded"]
     assert any(e["type"] == "epoch" and e["data"]["stage"] == "student" for e in events)

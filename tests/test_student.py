@@ -201,6 +201,18 @@ def test_gold_loss_skips_ignored_labels() -> None:
     assert crf_model.gold_loss(emissions, tags, mask).item() > 0.01
 
 
+def test_crf_gold_loss_is_per_word_like_cross_entropy() -> None:
+    torch.manual_seed(0)
+    vocab = Vocab.build([["a", "b", "c"]], TOY_LABELS, StudentConfig())
+    model = NeuralTagger(StudentConfig(**SMALL, crf=True), vocab)
+    words, cases, chars, mask = vocab.encode([["a", "b", "c"], ["a"]])
+    emissions = model(words, cases, chars, mask)
+    tags = torch.tensor([[1, 0, 2], [3, IGNORE, IGNORE]])
+    per_sentence = model.crf.nll(emissions, tags, mask)  # (2,)
+    expected = per_sentence.sum() / 4  # 4 real words in the batch
+    assert model.gold_loss(emissions, tags, mask).item() == pytest.approx(expected.item(), rel=1e-6)
+
+
 def test_empty_sentences_are_handled() -> None:
     vocab = Vocab.build([["a"]], TOY_LABELS, StudentConfig())
     for char_encoder in ("cnn", "lstm"):

@@ -20,7 +20,8 @@ from tagdistill.alignment import IGNORE, batch_tensors, make_windows, word_piece
 from tagdistill.config import TeacherConfig
 from tagdistill.data import Sentence, read_file
 from tagdistill.metrics import entity_scores
-from tagdistill.teacher import META_FILE, Teacher, repair_iob2, resolve_model, train_teacher
+from tagdistill.schemes import repair_iob2
+from tagdistill.teacher import META_FILE, Teacher, resolve_model, train_teacher
 
 CPU = torch.device("cpu")
 CONLL = Path("/work/shared/data/conll2003")

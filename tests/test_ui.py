@@ -144,7 +144,7 @@ def finished(browser: Browser, api: str, uploaded: dict[str, Any], tiny_teacher:
     expect(config_error).to_contain_text("not valid JSON")
 
     extra = {"teacher": {"base_model": str(tiny_teacher), "learning_rate": 3e-3},
-             "distill": {"learning_rate": 5e-3, "distill_weight": 0.1}}
+             "distill": {"learning_rate": 5e-3, "distill_weight": 0.1, "min_steps": 0}}
     box.fill(json.dumps(extra))
     page.get_by_role("button", name="Start job").click()
     page.wait_for_url(re.compile(r"#/jobs/job_"))
@@ -194,7 +194,7 @@ def test_job_page_shows_the_finished_job(page: Page, finished: dict[str, Any], a
     assert finished["status"] == "succeeded", finished
     page.goto(f"/#/jobs/{finished['id']}")
     expect(page.locator("#main .badge")).to_have_text("succeeded")
-    for stage in ("teacher", "labeling", "student", "evaluating"):
+    for stage in ("teacher", "labeling", "student", "baseline", "evaluating"):
         expect(page.locator(f".timeline [data-stage={stage}]")).to_have_attribute("data-state", "done")
     expect(page.get_by_role("progressbar", name="job progress")).to_have_attribute("aria-valuenow", "100")
     expect(page.get_by_role("button", name="Cancel job")).to_be_hidden()

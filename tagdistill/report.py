@@ -1,0 +1,82 @@
+"""What a job's report says about each model (F1 per split and type, size, speed) and how two compare.
+
+One builder for the pipeline, the CLI's ``evaluate`` and the benchmark, so their figures mean the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tagdistill.data import Sentence
+from tagdistill.metrics import bytes_on_disk, count_parameters, entity_scores, words_per_second
+
+Predict = Callable[[list[list[str]]], list[list[str]]]
+SPEED_WORDS = {1: 2000, 32: 10000}  # words timed per pass, by batch size (batch 1 is slow for the teacher)
+WEAK_TYPE_RATIO = 0.5  # a type whose student F1 is below this share of the teacher's is flagged
+
+
+def scores(predict: Predict, splits: dict[str, Sequence[Sentence]]) -> dict[str, dict[str, Any]]:
+    """Entity scores (overall and per type) of ``predict`` on each labeled split."""
+    return {
+        name: entity_scores([s.tags or [] for s in sents], predict([s.tokens for s in sents]))
+        for name, sents in splits.items()
+    }
+
+
+def speeds(predict: Predict, timed: Sequence[Sequence[str]]) -> dict[str, float]:
+    """Words per second at batch 32 (length-sorted batches, as a server would) and one sentence per call."""
+    return {
+        "batch_32": words_per_second(predict, timed, 32, max_words=SPEED_WORDS[32], sort_by_length=True),
+        "batch_1": words_per_second(predict, timed, 1, max_words=SPEED_WORDS[1]),
+    }
+
+
+def model_entry(
+    predict: Predict,
+    model: torch.nn.Module,
+    folder: Path,
+    splits: dict[str, Sequence[Sentence]],
+    timed: Sequence[Sequence[str]] | None = None,
+) -> dict[str, Any]:
+    """One model's part of a report: scores per split, parameters, bytes on disk and (when ``timed``
+    sentences are given, in file order) words per second."""
+    entry: dict[str, Any] = {
+        **scores(predict, splits),
+        "parameters": count_parameters(model),
+        "bytes_on_disk": bytes_on_disk(folder),
+    }
+    if timed is not None:
+        entry["words_per_second"] = speeds(predict, timed)
+    return entry
+
+
+def gain(student: dict[str, Any], baseline: dict[str, Any]) -> dict[str, Any]:
+    """F1 of ``student`` minus F1 of ``baseline``, overall and per type, on every split both have."""
+    out: dict[str, Any] = {}
+    for split in ("dev", "test"):
+        if split in student and split in baseline:
+            s, b = student[split], baseline[split]
+            out[split] = {
+                "f1": s["f1"] - b["f1"],
+                "per_type": {t: s["per_type"][t]["f1"] - b["per_type"].get(t, {"f1": 0.0})["f1"]
+                             for t in s["per_type"]},
+            }
+    return out
+
+
+def weak_types(teacher: dict[str, Any], student: dict[str, Any]) -> list[str]:
+    """Warnings for each entity type whose student F1 is below half the teacher's (on test, else dev)."""
+    split = "test" if "test" in student and "test" in teacher else "dev"
+    warnings = []
+    for kind, row in teacher[split]["per_type"].items():
+        mine = student[split]["per_type"].get(kind, {"f1": 0.0})["f1"]
+        if mine < WEAK_TYPE_RATIO * row["f1"]:
+            warnings.append(
+                f"{kind}: student {split} F1 {mine:.3f} is below half the teacher's {row['f1']:.3f} "
+                f"({row['support']} {kind} entities in {split})"
+            )
+    return warnings
