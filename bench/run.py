@@ -1,15 +1,18 @@
-"""The benchmark: teacher, students and a spaCy peer on CoNLL-2003 and NCBI-disease.
+"""The benchmark: teacher, students and a spaCy peer on CoNLL-2003, NCBI-disease and BTC (tweets).
 
     python bench/run.py                      # everything (hours on 2 CPU cores)
     python bench/run.py --quick              # a reduced run, under 10 minutes on 2 CPU cores
     python bench/run.py --only 'conll/full/*' --threads 1    # some units; run two such in parallel
     python bench/report.py                   # collect results -> docs/BENCHMARKS.md, JSON, plots
 
-The work is a list of units (``conll/full/teacher``, ``conll/low/1500-s1/kd_pseudo``,
+The work is a list of units (``conll/full/teacher``, ``conll/low/1500-s1/kd_pseudo-s2``,
 ``conll/full/spacy``, ``conll/speed``, ...). Each writes ``result.json`` in its folder under
 ``--out`` and is skipped when that file exists, so an interrupted run continues where it
 stopped, and several processes can share the list (``--only`` takes shell patterns).
-Students of one teacher share its logits, computed once (``teacher_logits.safetensors``).
+One teacher per setting; every student mode is trained with ``--student-seeds`` seeds
+(``-s1``, ``-s2``, ...), all from the teacher's logits, computed once (``teacher_logits.safetensors``).
+Every student uses the default recipe (``DistillConfig()``, ``StudentConfig()``): the same
+budget whatever the mode, so alone and distilled differ only in what they learn from.
 """
 
 from __future__ import annotations
@@ -17,7 +20,6 @@ from __future__ import annotations
 import argparse
 import fnmatch
 import json
-import math
 import platform
 import sys
 import time
@@ -61,66 +63,56 @@ class Setting:
     notes: dict[str, Any] = field(default_factory=dict)
 
 
-def student(mode: str, epochs: int, patience: int, **student: Any) -> tuple[DistillConfig, StudentConfig]:
-    return DistillConfig(mode=mode, epochs=epochs, patience=patience), StudentConfig(**student)
+def modes(*names: str) -> dict[str, tuple[DistillConfig, StudentConfig]]:
+    """Student units of the default recipe, one per mode."""
+    return {name: (DistillConfig(mode=name), StudentConfig()) for name in names}
 
 
-def low_resource(args: argparse.Namespace, n: int, seed: int) -> Setting:
-    """``n`` labeled CoNLL-2003 train sentences (chosen by ``seed``), the rest as unlabeled text."""
-    conll, quick = args.data / "conll2003", args.quick
-    folder = args.out / "conll" / "low" / f"{n}-s{seed}" / "data"
-    alone_epochs = max(20, math.ceil(600 / math.ceil(n / 32)))  # at least ~600 steps on few labels
-    ablation = {}
-    if n == 1500 and not quick:  # the student alone without GloVe, as the seed's baseline was
-        ablation["alone_novec"] = student("alone", alone_epochs, 10, embeddings=None)
+def low_resource(args: argparse.Namespace, corpus: str, train: Path, dev: Path, test: Path, n: int,
+                 seed: int) -> Setting:
+    """``n`` labeled train sentences (chosen by ``seed``), the rest of train as unlabeled text."""
+    quick = args.quick
+    folder = args.out / corpus / "low" / f"{n}-s{seed}" / "data"
     return Setting(
-        f"conll/low/{n}-s{seed}",
-        DataFiles(train=folder / "train.conll", dev=conll / "valid.txt", test=conll / "test.txt",
+        f"{corpus}/low/{n}-s{seed}",
+        DataFiles(train=folder / "train.conll", dev=dev, test=test,
                   unlabeled=folder / "unlabeled.conll", unlabeled_format="conll"),
         TeacherConfig(epochs=2 if quick else 4, learning_rate=2e-4, min_steps=0 if quick else 200),
-        {
-            "alone": student("alone", 10 if quick else alone_epochs, 10),
-            # full run: one pass over the unlabeled text (13,891 to 11,041 sentences); quick: 4 over 2,000
-            "kd": student("kd", 4 if quick else 1, 2),
-            "kd_pseudo": student("kd_pseudo", 4 if quick else 1, 2),
-            **ablation,
-        },
+        modes("alone", "kd_pseudo"),
         spacy=quick,  # the quick run's peer
-        prepare=lambda: write_subset(conll / "train.txt", n, seed, folder),
+        prepare=lambda: write_subset(train, n, seed, folder),
         unlabeled_cap=2000 if quick else None,
-        notes={"labeled": n, "seed": seed},
+        notes={"labeled": n, "subset_seed": seed},
     )
+
+
+def full(name: str, train: Path, dev: Path, test: Path, spacy: bool = False) -> Setting:
+    """The whole training set, the default job's teacher (2 epochs, 1e-4), no unlabeled text."""
+    return Setting(name, DataFiles(train=train, dev=dev, test=test), TeacherConfig(),
+                   modes("alone", "kd"), spacy=spacy)
 
 
 def plan(args: argparse.Namespace) -> list[Setting]:
     """The settings of a full run, or of a --quick one (one low-resource setting and the peer)."""
+    conll, ncbi, btc = args.data / "conll2003", args.data / "ncbi_disease", args.data / "btc"
+    conll_files = (conll / "train.txt", conll / "valid.txt", conll / "test.txt")
     if args.quick:
-        return [low_resource(args, 1500, 1)]
-    conll, ncbi = args.data / "conll2003", args.data / "ncbi_disease"
-    full = Setting(
-        "conll/full",
-        DataFiles(train=conll / "train.txt", dev=conll / "valid.txt", test=conll / "test.txt"),
-        TeacherConfig(epochs=2, learning_rate=1e-4),
-        {
-            "alone": student("alone", 12, 3),
-            "alone_novec": student("alone", 12, 3, embeddings=None),  # ablation: no GloVe
-            "kd": student("kd", 12, 3),
-        },
-        spacy=True,
-    )
-    lows = [low_resource(args, n, seed) for seed in range(1, args.seeds + 1) for n in args.sizes]
-    ncbi_full = Setting(
-        "ncbi/full",
-        DataFiles(train=ncbi / "train.tsv", dev=ncbi / "devel.tsv", test=ncbi / "test.tsv"),
-        TeacherConfig(epochs=2, learning_rate=1e-4),
-        {"alone": student("alone", 12, 3), "kd": student("kd", 12, 3)},
-    )
-    return [full, *lows, ncbi_full]
+        return [low_resource(args, "conll", *conll_files, 1500, 1)]
+    btc_files = (btc / "train.conll", btc / "dev.conll", btc / "test.conll")
+    return [
+        full("conll/full", *conll_files, spacy=True),
+        *(low_resource(args, "conll", *conll_files, n, 1) for n in args.sizes),
+        full("ncbi/full", ncbi / "train.tsv", ncbi / "devel.tsv", ncbi / "test.tsv"),
+        full("btc/full", *btc_files),
+        low_resource(args, "btc", *btc_files, 500, 1),
+    ]
 
 
 def run_setting(s: Setting, args: argparse.Namespace, wanted: Callable[[str], bool]) -> None:
     folder = args.out / s.name
-    units = [f"{s.name}/teacher", *(f"{s.name}/{m}" for m in s.students)]
+    seeds = range(1, (1 if args.quick else args.student_seeds) + 1)
+    students = {f"{m}-s{k}": (m, k) for m in s.students for k in seeds}
+    units = [f"{s.name}/teacher", *(f"{s.name}/{u}" for u in students)]
     if s.spacy:
         units.append(f"{s.name}/spacy")
     todo = [u for u in units if wanted(u) and not (args.out / u / "result.json").is_file()]
@@ -163,19 +155,20 @@ def run_setting(s: Setting, args: argparse.Namespace, wanted: Callable[[str], bo
             "config": s.teacher.model_dump(mode="json"), **s.notes,
         })
 
-    for name, (distill, student_cfg) in s.students.items():
+    for name, (mode, seed) in students.items():
         unit = folder / name
         if not wanted(f"{s.name}/{name}") or (unit / "result.json").is_file():
             continue
         started = time.perf_counter()
-        cfg = job.model_copy(update={"distill": distill, "student": student_cfg})
-        labeled, unlabeled = label_with_teacher(cfg, teacher, teacher_dir, data, folder / "teacher", progress)
+        distill, student_cfg = s.students[mode]
+        cfg = job.model_copy(update={"distill": distill, "student": student_cfg, "seed": seed})
+        labeled, unlabeled = label_with_teacher(cfg, teacher, data, folder / "teacher", progress)
         model, history = train_student(
             distill, cfg.student, data.labels, labeled, unlabeled, data.dev, unit / "model", device,
-            progress, args.seed,
+            progress, seed,
         )
         _write(unit, {
-            "kind": "student", "mode": distill.mode, "seconds": time.perf_counter() - started,
+            "kind": "student", "mode": mode, "seed": seed, "seconds": time.perf_counter() - started,
             "train_sentences": len(data.train), "unlabeled_sentences": len(unlabeled),
             **_scores(lambda b, m=model: student_predict(m, b, batch_size=64), data),
             "parameters": count_parameters(model), "bytes_on_disk": bytes_on_disk(unit / "model"),
@@ -206,8 +199,8 @@ def main() -> None:
     p.add_argument("--data", type=Path, default=DATA, help="folder holding conll2003/ and ncbi_disease/")
     p.add_argument("--only", nargs="+", default=["*"], help="unit patterns, e.g. 'conll/low/*'")
     p.add_argument("--sizes", type=int, nargs="+", default=list(SIZES), help="low-resource labeled sizes")
-    p.add_argument("--seeds", type=int, default=1, help="seeds per low-resource size")
-    p.add_argument("--seed", type=int, default=13, help="training seed")
+    p.add_argument("--student-seeds", type=int, default=3, help="seeds of every student mode (--quick: 1)")
+    p.add_argument("--seed", type=int, default=13, help="the teachers' training seed")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     p.add_argument("--no-speed", action="store_true", help="skip the side-by-side speed unit")
     args = p.parse_args()
@@ -225,7 +218,7 @@ def main() -> None:
     speed_unit = args.out / "conll" / "speed"
     if not args.no_speed and wanted("conll/speed") and not (speed_unit / "result.json").is_file():
         timed = args.out / ("conll/low/1500-s1" if args.quick else "conll/full")
-        names = ("teacher", "alone_novec", "alone", "kd", "kd_pseudo", "spacy")
+        names = ("teacher", "alone-s1", "kd-s1", "kd_pseudo-s1", "spacy")
         models = {name: timed / name / "model" for name in names}
         models = {k: v for k, v in models.items() if v.is_dir()}
         if "teacher" in models:

@@ -2,9 +2,10 @@
 
     python bench/subset.py ../shared/data/conll2003/train.txt --labeled 2000 --seed 1 --out runs/data/2000
 
-writes ``train.conll`` (the labeled subset, ``token TAG``) and ``unlabeled.conll`` (the other
-sentences, one token per line, no tags; read with ``--unlabeled-format conll``), keeping the
-corpus's own tokenization.
+writes ``train.conll`` (the labeled subset, ``token<TAB>TAG``) and ``unlabeled.conll`` (the other
+sentences, one token per line, read with ``--unlabeled-format conll``), keeping the corpus's own
+tokenization. Both are tab-separated, so tokens that hold spaces (BTC has some) stay whole; the
+unlabeled file's second column (``_``, never read) keeps an empty token on a line of its own.
 """
 
 from __future__ import annotations
@@ -26,10 +27,10 @@ def write_subset(train: Path, labeled: int, seed: int, out: Path) -> tuple[int, 
     with open(out / "train.conll", "w") as lab, open(out / "unlabeled.conll", "w") as unl:
         for i, s in enumerate(sentences):
             if i in keep:
-                lab.writelines(f"{tok} {tag}\n" for tok, tag in zip(s.tokens, s.tags, strict=True))
+                lab.writelines(f"{tok}\t{tag}\n" for tok, tag in zip(s.tokens, s.tags, strict=True))
                 lab.write("\n")
             else:
-                unl.writelines(f"{tok}\n" for tok in s.tokens)
+                unl.writelines(f"{tok}\t_\n" for tok in s.tokens)
                 unl.write("\n")
     return len(keep), len(sentences) - len(keep)
 

@@ -1,4 +1,5 @@
-// Teacher vs student: the per-type F1 table and the size and speed table (job and model pages).
+// Teacher vs student: the per-type F1 table, the size and speed table, and what distillation bought
+// against the same student trained alone (job and model pages).
 
 import { fmtBytes, fmtF1, fmtInt, fmtRatio, h } from "./util.js";
 
@@ -88,5 +89,27 @@ export function headline(result) {
     figure("student size on disk", fmtRatio(
       result.teacher?.bytes_on_disk && result.student?.bytes_on_disk
         ? result.teacher.bytes_on_disk / result.student.bytes_on_disk : null, "smaller", "larger")),
+  );
+}
+
+/** What distillation bought: the served student against the baseline (the same student trained alone,
+ * same budget), which of the two is served and why, and the report's warnings. */
+export function gainPanel(result) {
+  const split = reportSplit(result.teacher);
+  const gain = result.distillation_gain?.[split];
+  const warnings = result.warnings || [];
+  if (!gain && !warnings.length) return null;
+  const points = (x) => `${x > 0 ? "+" : ""}${(100 * x).toFixed(1)}`;
+  const perType = gain ? Object.entries(gain.per_type || {}).map(([t, x]) => `${t} ${points(x)}`).join(", ") : "";
+  return h(
+    "div", { class: "gain-panel", "aria-label": "distillation gain" },
+    gain ? h("p", { class: "gain-line" },
+      h("strong", { class: gain.f1 > 0 ? "gain" : gain.f1 < 0 ? "loss" : "" },
+        `Distillation gain: ${points(gain.f1)} F1 points on ${split}`),
+      ` over the same student trained alone (${fmtF1(result.baseline?.[split]?.f1)})`,
+      perType ? `; by type: ${perType}.` : ".") : null,
+    result.served ? h("p", { class: "muted small served" }, `Served: ${result.served.reason}.`) : null,
+    warnings.length ? h("ul", { class: "warnings", role: "alert" },
+      warnings.map((w) => h("li", {}, `Weak type: ${w}`))) : null,
   );
 }

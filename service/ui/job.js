@@ -2,14 +2,15 @@
 // and once it has succeeded the teacher vs student comparison.
 
 import { api, downloadLink, followEvents } from "./api.js";
-import { f1Table, headline, sizeSpeedTable } from "./compare.js";
+import { f1Table, gainPanel, headline, sizeSpeedTable } from "./compare.js";
 import {
   STAGES, TERMINAL, fill, fmtSeconds, fmtTime, h, progressBar, secondsBetween, showError, statusBadge,
 } from "./util.js";
 
-const COLORS = { teacher: "#c2410c", student: "#1d4ed8" };
+const COLORS = { teacher: "#c2410c", student: "#1d4ed8", baseline: "#6b7280" };
 const STAGE_TEXT = {
-  teacher: "Teacher training", labeling: "Labeling", student: "Student training", evaluating: "Evaluating",
+  teacher: "Teacher training", labeling: "Labeling", student: "Student training",
+  baseline: "Baseline (student alone)", evaluating: "Evaluating",
 };
 
 function lineChart(canvas, title, yTitle, percent) {
@@ -17,18 +18,18 @@ function lineChart(canvas, title, yTitle, percent) {
   if (!Chart) return null;
   const dataset = (who) => ({
     label: who, data: [], borderColor: COLORS[who], backgroundColor: COLORS[who], tension: 0.2, pointRadius: 3,
-    borderDash: who === "teacher" ? [6, 3] : [],
+    borderDash: who === "student" ? [] : [6, 3],
   });
   return new Chart(canvas, {
     type: "line",
-    data: { datasets: [dataset("teacher"), dataset("student")] },
+    data: { datasets: [dataset("teacher"), dataset("student"), dataset("baseline")] },
     options: {
       animation: false,
       maintainAspectRatio: false,
       parsing: false,
       plugins: { title: { display: true, text: title }, legend: { position: "bottom", labels: { usePointStyle: true } } },
       scales: {
-        x: { type: "linear", title: { display: true, text: "epoch" }, ticks: { precision: 0 }, min: 1 },
+        x: { type: "linear", title: { display: true, text: "epoch (labeled passes)" }, ticks: { precision: 0 }, min: 1 },
         y: { title: { display: true, text: yTitle }, ...(percent ? { min: 0, max: 100 } : { beginAtZero: true }) },
       },
     },
@@ -45,8 +46,8 @@ export async function jobPage(main, params, page, jobId) {
   const progress = h("div", { class: "progress-block" });
   const error = h("div", { class: "error-box", role: "alert", hidden: true });
   const results = h("section", { class: "results", "aria-labelledby": "results-title", hidden: true });
-  const lossCanvas = h("canvas", { role: "img", "aria-label": "training loss per epoch, teacher and student" });
-  const f1Canvas = h("canvas", { role: "img", "aria-label": "dev F1 per epoch, teacher and student" });
+  const lossCanvas = h("canvas", { role: "img", "aria-label": "training loss per epoch, teacher, student and baseline" });
+  const f1Canvas = h("canvas", { role: "img", "aria-label": "dev F1 per epoch, teacher, student and baseline" });
   const curveTable = h("div", { class: "curve-numbers" });
   const log = h("ol", { class: "log" });
   const streamNote = h("p", { class: "muted small", role: "status" });
@@ -71,7 +72,7 @@ export async function jobPage(main, params, page, jobId) {
   const lossChart = lineChart(lossCanvas, "Training loss", "mean loss", false);
   const f1Chart = lineChart(f1Canvas, "Dev F1", "F1 (%)", true);
   page.onLeave(() => { lossChart?.destroy(); f1Chart?.destroy(); });
-  const curves = { teacher: [], student: [] };
+  const curves = { teacher: [], student: [], baseline: [] };
 
   cancel.addEventListener("click", async () => {
     cancel.disabled = true;
@@ -134,6 +135,7 @@ export async function jobPage(main, params, page, jobId) {
     fill(results,
       h("h2", { id: "results-title" }, "Teacher vs student"),
       headline(report),
+      gainPanel(report),
       h("div", { class: "two-col" }, f1Table(report), sizeSpeedTable(report)),
       h("div", { class: "actions" },
         job.model_id ? h("a", { class: "button", href: `#/models?model=${job.model_id}` }, `Model ${job.model_id}`) : null,
@@ -172,7 +174,7 @@ export async function jobPage(main, params, page, jobId) {
       });
       chart.update("none");
     }
-    const rows = ["teacher", "student"].flatMap((who) => curves[who].map((m) =>
+    const rows = ["teacher", "student", "baseline"].flatMap((who) => curves[who].map((m) =>
       h("tr", {}, h("td", {}, who), h("td", { class: "num" }, m.epoch), h("td", { class: "num" }, m.loss?.toFixed(4) ?? "–"),
         h("td", { class: "num" }, typeof m.dev_f1 === "number" ? (100 * m.dev_f1).toFixed(1) : "–"))));
     fill(curveTable, rows.length

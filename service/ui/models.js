@@ -1,7 +1,7 @@
 // Models: each trained student with its teacher's scores, sizes, speeds and the download.
 
 import { api, downloadLink } from "./api.js";
-import { f1Table, headline, sizeSpeedTable } from "./compare.js";
+import { f1Table, gainPanel, headline, sizeSpeedTable } from "./compare.js";
 import { fill, fmtSeconds, fmtTime, h } from "./util.js";
 
 function modelCard(m, open) {
@@ -16,6 +16,7 @@ function modelCard(m, open) {
       h("span", { class: "muted" },
         `${fmtTime(m.created_at)} · job `, h("a", { href: `#/jobs/${m.job_id}` }, m.job_id), ` · dataset ${m.dataset_id}`)),
     headline(m),
+    gainPanel(m),
     h("p", { class: "muted small" },
       `Student: ${student.encoder || "bilstm"}${student.crf ? " + CRF" : ""}, hidden ${student.hidden ?? "?"}; `,
       `distillation ${cfg.distill?.mode || "?"}; teacher ${cfg.teacher?.path ? "reused" : cfg.teacher?.base_model || "?"}; `,
