@@ -10,11 +10,11 @@ from typing import Annotated, TypeVar
 from celery import Celery
 from fastapi import Depends, Query
 
+from jobstore.layout import DataDir
+from jobstore.settings import Settings, get_settings
+from jobstore.store import Store
 from service.errors import invalid
-from service.layout import DataDir
 from service.predictor import ModelCache
-from service.settings import Settings, get_settings
-from service.store import Store
 
 
 @lru_cache

@@ -16,9 +16,9 @@ from celery import Celery
 from celery.signals import setup_logging as setup_logging_signal
 from celery.signals import worker_ready, worker_shutdown
 
-from service.logs import setup_logging
-from service.settings import get_settings
-from service.store import Store
+from jobstore.logs import setup_logging
+from jobstore.settings import get_settings
+from jobstore.store import Store
 from worker.celeryconfig import RUN_JOB, celery_config
 from worker.sweep import sweep
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from service.settings import Settings
+from jobstore.settings import Settings
 
 RUN_JOB = "tagdistill.run_job"  # task name shared by the API (sender) and the worker
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from service.settings import Settings
-from service.store import Reaped, Store
+from jobstore.settings import Settings
+from jobstore.store import Reaped, Store
 from worker.celeryconfig import RUN_JOB
 
 log = logging.getLogger("tagdistill.worker")

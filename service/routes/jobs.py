@@ -14,12 +14,13 @@ import anyio
 from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
 from sse_starlette import EventSourceResponse
 
+from jobstore.layout import DataDir, PathError
+from jobstore.records import TERMINAL, Event, Job, JobStatus
+from jobstore.store import NotFound, Store
 from service.auth import Caller, CallerDep
+from service.bodies import JobList
 from service.deps import CeleryDep, DataDirDep, PageDep, SettingsDep, StoreDep
 from service.errors import invalid
-from service.layout import DataDir, PathError
-from service.schemas import TERMINAL, Event, Job, JobList, JobStatus
-from service.store import NotFound, Store
 from tagdistill.config import DEFAULT_TEACHER, GLOVE_6B_50D, JobConfig
 from worker.celeryconfig import RUN_JOB
 from worker.sweep import sweep

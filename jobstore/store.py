@@ -38,7 +38,7 @@ import redis
 from pydantic import BaseModel
 from pydantic_core import to_jsonable_python
 
-from service.schemas import TERMINAL, Dataset, Event, Job, Model, WorkerInfo, utcnow
+from jobstore.records import TERMINAL, Dataset, Event, Job, Model, WorkerInfo, utcnow
 
 R = TypeVar("R", bound=BaseModel)
 
