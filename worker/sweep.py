@@ -12,9 +12,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from jobstore.broker import enqueue_job
 from jobstore.settings import Settings
 from jobstore.store import Reaped, Store
-from worker.celeryconfig import RUN_JOB
 
 log = logging.getLogger("tagdistill.worker")
 
@@ -27,7 +27,7 @@ def sweep(store: Store, celery: Any, settings: Settings) -> Reaped:
     for job_id in reaped.requeued:
         log.warning("job requeued: its worker stopped reporting", extra={"job_id": job_id})
         try:
-            celery.send_task(RUN_JOB, args=[job_id], task_id=job_id, queue=settings.queue)
+            enqueue_job(celery, job_id, settings.queue)
         except Exception as exc:  # nothing would ever run it: fail it rather than leave it queued
             store.finish_job(job_id, "failed", error=f"could not be requeued: {exc}")
     return reaped

@@ -14,6 +14,7 @@ import anyio
 from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
 from sse_starlette import EventSourceResponse
 
+from jobstore.broker import enqueue_job
 from jobstore.layout import DataDir, PathError
 from jobstore.records import TERMINAL, Event, Job, JobStatus
 from jobstore.store import NotFound, Store
@@ -22,7 +23,6 @@ from service.bodies import JobList
 from service.deps import CeleryDep, DataDirDep, PageDep, SettingsDep, StoreDep
 from service.errors import invalid
 from tagdistill.config import DEFAULT_TEACHER, GLOVE_6B_50D, JobConfig
-from worker.celeryconfig import RUN_JOB
 from worker.sweep import sweep
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
@@ -68,7 +68,7 @@ def create_job(
         raise invalid(["body", "dataset_id"], str(exc)) from None
     if created:
         try:
-            celery.send_task(RUN_JOB, args=[job.id], task_id=job.id, queue=settings.queue)
+            enqueue_job(celery, job.id, settings.queue)
         except Exception as exc:
             store.finish_job(job.id, "failed", error=f"could not be queued: {exc}")
             raise HTTPException(503, "the job queue is unreachable; try again shortly") from exc
