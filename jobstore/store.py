@@ -339,7 +339,7 @@ class Store:
         (``cancelled`` when a cancel was requested; listed with the failed).
 
         Each is one transaction that also checks the heartbeat is still stale, so of several
-        sweepers (the API, every worker) one acts. The caller sends the requeued ones' tasks.
+        sweepers (every worker's main process) one acts. The caller sends the requeued ones' tasks.
         """
         reaped, limit = Reaped(), time.time() - timeout_s
         for job_id in self.r.zrange(self.p + "jobs:running", 0, -1):

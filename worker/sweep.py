@@ -1,4 +1,6 @@
-"""The sweep for jobs whose worker vanished, run by every worker's main process and by the API.
+"""The sweep for jobs whose worker vanished, run by every worker's main process and nowhere else:
+the API's reads have no side effects. A lost job is requeued once any worker is up, and with
+no worker up there is none to run it anyway.
 
 ``Store.reap_stale`` requeues such a job (a transaction, so one sweeper wins) while it has
 attempts left, and fails it after ``max_attempts``; the sweeper that requeued it sends its task

@@ -23,7 +23,6 @@ from service.bodies import JobList
 from service.deps import CeleryDep, DataDirDep, PageDep, SettingsDep, StoreDep
 from service.errors import invalid
 from tagdistill.config import DEFAULT_TEACHER, GLOVE_6B_50D, JobConfig
-from worker.sweep import sweep
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 log = logging.getLogger("tagdistill.api")
@@ -127,22 +126,18 @@ def _check_paths(cfg: JobConfig, data: DataDir, store: Store, caller: Caller) ->
 @router.get("", response_model=JobList)
 def list_jobs(
     store: StoreDep,
-    settings: SettingsDep,
-    celery: CeleryDep,
     caller: CallerDep,
     page: PageDep,
     status: Annotated[JobStatus | None, Query(description="only jobs in this status")] = None,
 ) -> JobList:
     """Jobs, newest first."""
-    sweep(store, celery, settings)
     items, next_cursor = page.fetch(lambda cursor, limit: store.list_jobs(status, cursor, limit, caller.only))
     return JobList(items=items, next_cursor=next_cursor)
 
 
 @router.get("/{job_id}", response_model=Job)
-def get_job(job_id: str, store: StoreDep, settings: SettingsDep, celery: CeleryDep, caller: CallerDep) -> Job:
+def get_job(job_id: str, store: StoreDep, caller: CallerDep) -> Job:
     """A job's status, stage, progress, latest metrics and, when done, its model id."""
-    sweep(store, celery, settings)
     return store.get_job(job_id, caller.only)
 
 
