@@ -22,6 +22,7 @@ RUN pip install --no-cache-dir torch==2.13.0 --index-url "${TORCH_INDEX}"
 
 COPY pyproject.toml README.md ./
 COPY tagdistill ./tagdistill
+COPY jobstore ./jobstore
 COPY service ./service
 COPY worker ./worker
 # The project itself (its dependencies' ranges live in pyproject.toml); the model package is pinned.

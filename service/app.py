@@ -5,12 +5,12 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 import tagdistill
+from jobstore.logs import setup_logging
+from jobstore.settings import get_settings
 from service.auth import ApiKeys
 from service.errors import add_error_handlers
-from service.logs import setup_logging
 from service.middleware import AccessLog, BodyLimit
 from service.routes import datasets, health, jobs, models, predict, ui
-from service.settings import get_settings
 
 MAX_JSON_BYTES = 16 << 20  # body limit of every route but the dataset upload
 

@@ -10,11 +10,12 @@ from typing import Annotated, TypeVar
 from celery import Celery
 from fastapi import Depends, Query
 
+from jobstore.broker import celery_client
+from jobstore.layout import DataDir
+from jobstore.settings import Settings, get_settings
+from jobstore.store import Store
 from service.errors import invalid
-from service.layout import DataDir
 from service.predictor import ModelCache
-from service.settings import Settings, get_settings
-from service.store import Store
 
 
 @lru_cache
@@ -33,10 +34,10 @@ def get_models() -> ModelCache:
     return ModelCache(get_settings().model_cache_size)
 
 
+@lru_cache
 def get_celery() -> Celery:
-    from worker.app import celery_app  # the app only; tasks are sent by name
-
-    return celery_app
+    """A Celery client on the shared broker: the API sends tasks by name, importing no worker code."""
+    return celery_client(get_settings())
 
 
 T = TypeVar("T")

@@ -13,7 +13,7 @@ import redis
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 
-from service.store import Conflict, IdempotencyMismatch, NotFound
+from jobstore.store import Conflict, IdempotencyMismatch, NotFound
 
 log = logging.getLogger("tagdistill.api")
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import redis
 
-from service.settings import Settings
+from jobstore.settings import Settings
 
 # Each process gets this long to stop by itself; then its whole process group is killed (a job
 # still running on the worker is then failed as "worker lost" once its heartbeat is overdue).

@@ -132,10 +132,32 @@ def cmd_predict(args: argparse.Namespace) -> None:
             print()
 
 
-def cmd_up(args: argparse.Namespace) -> None:
-    from service.run import up
+# What `tagdistill up` runs on: the service extra's packages and the service itself
+SERVICE_MODULES = (
+    "fastapi", "uvicorn", "pydantic_settings", "celery", "redis", "sse_starlette", "service.run",
+)
 
-    up(port=args.port, data_dir=args.data_dir)
+
+def cmd_up(args: argparse.Namespace) -> None:
+    """Start the service, which is not part of the core: it is loaded by name, only here."""
+    import importlib
+
+    missing = [name for name in SERVICE_MODULES if _find(name) is None]
+    if missing:
+        raise SystemExit(
+            f"tagdistill up needs the service ({', '.join(missing)} not installed): "
+            "pip install 'tagdistill[service]'"
+        )
+    importlib.import_module("service.run").up(port=args.port, data_dir=args.data_dir)
+
+
+def _find(name: str):  # -> ModuleSpec | None
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(name)
+    except ModuleNotFoundError:  # "service.run" without "service"
+        return None
 
 
 def _files(cfg):  # -> DataFiles

@@ -93,7 +93,7 @@ def service_env(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
 
 @pytest.fixture(scope="session")
 def settings(service_env: dict[str, str]):  # -> Settings
-    from service.settings import Settings
+    from jobstore.settings import Settings
 
     return Settings(
         redis_url=service_env["TAGDISTILL_REDIS_URL"],
@@ -107,7 +107,7 @@ def settings(service_env: dict[str, str]):  # -> Settings
 
 @pytest.fixture(scope="session")
 def store(settings):  # -> Store
-    from service.store import Store
+    from jobstore.store import Store
 
     return Store.from_url(settings.redis_url, settings.key_prefix)
 

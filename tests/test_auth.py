@@ -64,7 +64,7 @@ def team_a_dataset(keyed_api: str) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def team_a_model(keyed_api: str, team_a_dataset: dict[str, Any], store, settings) -> Iterator[dict[str, Any]]:
     """A model record of team-a whose student is a small, untrained BiLSTM (no training needed)."""
-    from service.schemas import Model, utcnow
+    from jobstore.records import Model, utcnow
     from tagdistill.config import StudentConfig
     from tagdistill.student import NeuralTagger
     from tagdistill.tagger import save_student

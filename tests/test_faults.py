@@ -31,7 +31,7 @@ def stack(redis_url: str, tmp_path: Path) -> Iterator[dict[str, Any]]:
     """An API and the environment for workers, with a 3 s heartbeat timeout and 3 attempts."""
     import redis
 
-    from service.store import Store
+    from jobstore.store import Store
 
     tag = secrets.token_hex(4)
     env = {
@@ -225,7 +225,7 @@ def test_a_job_goes_on_across_a_redis_restart(tmp_path: Path, tiny_teacher: Path
     """A private append-only redis-server is stopped for 3 s during teacher training and started
     again: the records are all there, and the job ends well in its first attempt (its progress
     is not recorded while Redis is away; its end waits for Redis)."""
-    from service.store import Store
+    from jobstore.store import Store
 
     (tmp_path / "redis").mkdir()
     server = PrivateRedis(tmp_path / "redis")

@@ -1,6 +1,7 @@
-"""``tagdistill up`` (the CLI calls service.run.up).
+"""``tagdistill up`` (the CLI loads service.run by name and calls its ``up``).
 
 With no Redis at the configured URL it brings its own; Ctrl-C stops everything it started.
+Without the service extra it says what to install.
 """
 
 from __future__ import annotations
@@ -55,3 +56,22 @@ def test_up_starts_embedded_redis_worker_and_api_and_stops_on_ctrl_c(tmp_path: P
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_up_without_the_service_extra_says_what_to_install(tmp_path: Path) -> None:
+    """With the service extra's packages missing (hidden from imports here), one line on stderr
+    that names the extra to install, a non-zero exit, and no traceback."""
+    hidden = ["fastapi", "uvicorn", "celery", "redis", "sse_starlette", "pydantic_settings"]
+    code = (
+        f"import sys; sys.modules.update(dict.fromkeys({hidden!r})); "  # None in sys.modules: not importable
+        f"from tagdistill.cli import main; main(['up', '--data-dir', {str(tmp_path)!r}])"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=ROOT,
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode != 0
+    assert done.stdout == ""
+    assert len(done.stderr.splitlines()) == 1, done.stderr
+    assert "pip install 'tagdistill[service]'" in done.stderr
+    assert "fastapi" in done.stderr and not list(tmp_path.iterdir())  # nothing started

@@ -9,8 +9,8 @@ from datetime import timedelta
 import pytest
 from conftest import wait_for
 
-from service.schemas import Dataset, utcnow
-from service.store import Conflict, Store
+from jobstore.records import Dataset, utcnow
+from jobstore.store import Conflict, Store
 from tagdistill.progress import Cancelled
 from worker.progress import Heartbeat, RedisProgress
 

@@ -1,4 +1,5 @@
-"""The Celery app (``celery -A worker.app worker``); the API imports it only to send tasks by name.
+"""The Celery app that runs jobs (``celery -A worker.app worker``). The API never imports it: it
+sends tasks by name with a client of its own (``jobstore.broker``).
 
 The worker's main process reports in every ``heartbeat_s`` (``GET /health`` lists it) and
 requeues (or, after ``max_attempts``, fails) jobs whose worker stopped reporting (killed, or its
@@ -16,10 +17,10 @@ from celery import Celery
 from celery.signals import setup_logging as setup_logging_signal
 from celery.signals import worker_ready, worker_shutdown
 
-from service.logs import setup_logging
-from service.settings import get_settings
-from service.store import Store
-from worker.celeryconfig import RUN_JOB, celery_config
+from jobstore.broker import RUN_JOB, celery_config
+from jobstore.logs import setup_logging
+from jobstore.settings import get_settings
+from jobstore.store import Store
 from worker.sweep import sweep
 
 __all__ = ["RUN_JOB", "celery_app"]

@@ -17,8 +17,8 @@ from typing import Any
 import redis
 from pydantic_core import to_jsonable_python
 
-from service.schemas import JobProgress
-from service.store import Store
+from jobstore.records import JobProgress
+from jobstore.store import Store
 from tagdistill.progress import STAGES, Cancelled
 
 log = logging.getLogger("tagdistill.worker")

@@ -1,4 +1,6 @@
-"""The sweep for jobs whose worker vanished, run by every worker's main process and by the API.
+"""The sweep for jobs whose worker vanished, run by every worker's main process and nowhere else:
+the API's reads have no side effects. A lost job is requeued once any worker is up, and with
+no worker up there is none to run it anyway.
 
 ``Store.reap_stale`` requeues such a job (a transaction, so one sweeper wins) while it has
 attempts left, and fails it after ``max_attempts``; the sweeper that requeued it sends its task
@@ -12,9 +14,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from service.settings import Settings
-from service.store import Reaped, Store
-from worker.celeryconfig import RUN_JOB
+from jobstore.broker import enqueue_job
+from jobstore.settings import Settings
+from jobstore.store import Reaped, Store
 
 log = logging.getLogger("tagdistill.worker")
 
@@ -27,7 +29,7 @@ def sweep(store: Store, celery: Any, settings: Settings) -> Reaped:
     for job_id in reaped.requeued:
         log.warning("job requeued: its worker stopped reporting", extra={"job_id": job_id})
         try:
-            celery.send_task(RUN_JOB, args=[job_id], task_id=job_id, queue=settings.queue)
+            enqueue_job(celery, job_id, settings.queue)
         except Exception as exc:  # nothing would ever run it: fail it rather than leave it queued
             store.finish_job(job_id, "failed", error=f"could not be requeued: {exc}")
     return reaped

@@ -15,10 +15,10 @@ from typing import Any, TypeVar
 import redis
 from celery.exceptions import SoftTimeLimitExceeded
 
-from service.layout import DataDir
-from service.schemas import Job, Model, utcnow
-from service.settings import get_settings
-from service.store import Store
+from jobstore.layout import DataDir
+from jobstore.records import Job, Model, utcnow
+from jobstore.settings import get_settings
+from jobstore.store import Store
 from tagdistill.config import DataFiles, JobConfig
 from tagdistill.data import DataError
 from tagdistill.progress import Cancelled

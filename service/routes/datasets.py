@@ -9,10 +9,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Response, UploadFile
 
+from jobstore.records import Dataset, utcnow
 from service.auth import CallerDep
+from service.bodies import DatasetList
 from service.deps import DataDirDep, PageDep, StoreDep
 from service.errors import invalid
-from service.schemas import Dataset, DatasetList, utcnow
 from tagdistill.config import DataFiles, DataFormat
 from tagdistill.data import DataError, dataset_stats, load_dataset
 

@@ -6,8 +6,8 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 import tagdistill
+from service.bodies import Health
 from service.deps import SettingsDep, StoreDep
-from service.schemas import Health
 
 router = APIRouter(tags=["health"])
 

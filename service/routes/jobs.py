@@ -14,15 +14,15 @@ import anyio
 from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
 from sse_starlette import EventSourceResponse
 
+from jobstore.broker import enqueue_job
+from jobstore.layout import DataDir, PathError
+from jobstore.records import TERMINAL, Event, Job, JobStatus
+from jobstore.store import NotFound, Store
 from service.auth import Caller, CallerDep
+from service.bodies import JobList
 from service.deps import CeleryDep, DataDirDep, PageDep, SettingsDep, StoreDep
 from service.errors import invalid
-from service.layout import DataDir, PathError
-from service.schemas import TERMINAL, Event, Job, JobList, JobStatus
-from service.store import NotFound, Store
 from tagdistill.config import DEFAULT_TEACHER, GLOVE_6B_50D, JobConfig
-from worker.celeryconfig import RUN_JOB
-from worker.sweep import sweep
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 log = logging.getLogger("tagdistill.api")
@@ -67,7 +67,7 @@ def create_job(
         raise invalid(["body", "dataset_id"], str(exc)) from None
     if created:
         try:
-            celery.send_task(RUN_JOB, args=[job.id], task_id=job.id, queue=settings.queue)
+            enqueue_job(celery, job.id, settings.queue)
         except Exception as exc:
             store.finish_job(job.id, "failed", error=f"could not be queued: {exc}")
             raise HTTPException(503, "the job queue is unreachable; try again shortly") from exc
@@ -126,22 +126,18 @@ def _check_paths(cfg: JobConfig, data: DataDir, store: Store, caller: Caller) ->
 @router.get("", response_model=JobList)
 def list_jobs(
     store: StoreDep,
-    settings: SettingsDep,
-    celery: CeleryDep,
     caller: CallerDep,
     page: PageDep,
     status: Annotated[JobStatus | None, Query(description="only jobs in this status")] = None,
 ) -> JobList:
     """Jobs, newest first."""
-    sweep(store, celery, settings)
     items, next_cursor = page.fetch(lambda cursor, limit: store.list_jobs(status, cursor, limit, caller.only))
     return JobList(items=items, next_cursor=next_cursor)
 
 
 @router.get("/{job_id}", response_model=Job)
-def get_job(job_id: str, store: StoreDep, settings: SettingsDep, celery: CeleryDep, caller: CallerDep) -> Job:
+def get_job(job_id: str, store: StoreDep, caller: CallerDep) -> Job:
     """A job's status, stage, progress, latest metrics and, when done, its model id."""
-    sweep(store, celery, settings)
     return store.get_job(job_id, caller.only)
 
 

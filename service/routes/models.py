@@ -8,10 +8,11 @@ import tarfile
 from fastapi import APIRouter
 from fastapi.responses import FileResponse
 
+from jobstore.records import Model
+from jobstore.store import NotFound
 from service.auth import CallerDep
+from service.bodies import ModelList
 from service.deps import DataDirDep, PageDep, StoreDep
-from service.schemas import Model, ModelList
-from service.store import NotFound
 
 router = APIRouter(prefix="/models", tags=["models"])
 

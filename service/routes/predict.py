@@ -6,11 +6,11 @@ import time
 
 from fastapi import APIRouter
 
+from jobstore.store import NotFound
 from service.auth import CallerDep
+from service.bodies import PredictRequest, PredictResponse
 from service.deps import DataDirDep, ModelsDep, SettingsDep, StoreDep
 from service.errors import invalid
-from service.schemas import PredictRequest, PredictResponse
-from service.store import NotFound
 
 router = APIRouter(tags=["predict"])
 

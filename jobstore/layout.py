@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from service.schemas import Dataset
+from jobstore.records import Dataset
 from tagdistill.config import GLOVE_6B_50D, DataFiles, JobConfig
 
 

@@ -38,7 +38,7 @@ import redis
 from pydantic import BaseModel
 from pydantic_core import to_jsonable_python
 
-from service.schemas import TERMINAL, Dataset, Event, Job, Model, WorkerInfo, utcnow
+from jobstore.records import TERMINAL, Dataset, Event, Job, Model, WorkerInfo, utcnow
 
 R = TypeVar("R", bound=BaseModel)
 
@@ -339,7 +339,7 @@ class Store:
         (``cancelled`` when a cancel was requested; listed with the failed).
 
         Each is one transaction that also checks the heartbeat is still stale, so of several
-        sweepers (the API, every worker) one acts. The caller sends the requeued ones' tasks.
+        sweepers (every worker's main process) one acts. The caller sends the requeued ones' tasks.
         """
         reaped, limit = Reaped(), time.time() - timeout_s
         for job_id in self.r.zrange(self.p + "jobs:running", 0, -1):

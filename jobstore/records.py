@@ -1,7 +1,7 @@
-"""Records kept in Redis and the bodies of requests and responses.
+"""Records kept in Redis: datasets, jobs, their events, models, workers.
 
 A job is created from a ``JobConfig`` (the CLI's schema) and kept as a ``Job`` record;
-datasets and models likewise. The records are what the API returns.
+datasets and models likewise. The API writes and returns them, the workers update them.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, Field
 
 from tagdistill.config import DataFormat
 
@@ -32,11 +32,6 @@ class Dataset(BaseModel):
     tag_column: int
     size_bytes: int
     stats: dict[str, Any]  # tagdistill.data.dataset_stats: sentences, tokens, entities per split, labels
-
-
-class DatasetList(BaseModel):
-    items: list[Dataset]
-    next_cursor: str | None
 
 
 class JobProgress(BaseModel):
@@ -71,11 +66,6 @@ class Job(BaseModel):
     seq: int = 0  # creation order, the pagination key
 
 
-class JobList(BaseModel):
-    items: list[Job]
-    next_cursor: str | None
-
-
 class Event(BaseModel):
     seq: int  # position in the job's event list, from 0
     time: datetime
@@ -100,64 +90,7 @@ class Model(BaseModel):
     config: dict[str, Any]
 
 
-class ModelList(BaseModel):
-    items: list[Model]
-    next_cursor: str | None
-
-
-class PredictRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    model_id: str | None = None  # default: the newest model
-    texts: list[str] | None = None  # raw strings, tokenized by the engine
-    tokens: list[list[str]] | None = None  # pre-tokenized sentences
-    use_teacher: bool = False  # tag with the job's transformer teacher instead (slower)
-
-    @model_validator(mode="after")
-    def _one_input(self) -> PredictRequest:
-        if (self.texts is None) == (self.tokens is None):
-            raise ValueError("give exactly one of 'texts' or 'tokens'")
-        items = self.texts if self.texts is not None else self.tokens
-        if not items:
-            raise ValueError("nothing to tag: the list is empty")
-        for i, item in enumerate(items):
-            if isinstance(item, str) and not item.strip():
-                raise ValueError(f"texts[{i}] is empty")
-            if isinstance(item, list) and (not item or any(not t.strip() or t != t.strip() for t in item)):
-                raise ValueError(f"tokens[{i}] is empty or holds an empty or space-padded token")
-        return self
-
-
-class Entity(BaseModel):
-    text: str
-    label: str
-    start: int  # character offset into the input text
-    end: int
-
-
-class PredictResult(BaseModel):
-    tokens: list[str]
-    tags: list[str]
-    entities: list[Entity]
-
-
-class PredictResponse(BaseModel):
-    model_id: str
-    model: Literal["student", "teacher"]
-    note: str | None = None  # set when the slower teacher answered
-    elapsed_ms: float
-    results: list[PredictResult]
-
-
 class WorkerInfo(BaseModel):
     name: str
     last_seen: datetime
     info: dict[str, Any] = Field(default_factory=dict)
-
-
-class Health(BaseModel):
-    status: Literal["ok", "degraded"]
-    redis: bool
-    workers: list[WorkerInfo]
-    queue: str
-    version: str

@@ -1,10 +1,17 @@
-"""Celery settings, derived from the service's Settings so both sides agree."""
+"""The job queue on the Celery broker: the task's name, Celery's settings, sending a job by name.
+
+Celery's settings derive from the shared Settings, so the API (which only sends) and the
+workers (``worker/app.py``, which run the task) agree. A sender needs no task code: a task is
+sent by its name, ``RUN_JOB``, and carries only the job id.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from service.settings import Settings
+from celery import Celery
+
+from jobstore.settings import Settings
 
 RUN_JOB = "tagdistill.run_job"  # task name shared by the API (sender) and the worker
 
@@ -37,3 +44,15 @@ def celery_config(s: Settings) -> dict[str, Any]:
         "worker_hijack_root_logger": False,  # keep the JSON log handler
         "broker_connection_retry_on_startup": True,
     }
+
+
+def celery_client(s: Settings) -> Celery:
+    """A Celery app on the shared broker, for sending tasks by name (it knows no task)."""
+    app = Celery("tagdistill", set_as_current=False)
+    app.conf.update(celery_config(s))
+    return app
+
+
+def enqueue_job(celery: Celery, job_id: str, queue: str) -> None:
+    """Send the job's task; its task id is the job id. Raises when the broker is unreachable."""
+    celery.send_task(RUN_JOB, args=[job_id], task_id=job_id, queue=queue)
