@@ -38,11 +38,12 @@ from subset import write_subset
 
 from tagdistill.config import DataFiles, DistillConfig, JobConfig, StudentConfig, TeacherConfig
 from tagdistill.data import Dataset, load_dataset
+from tagdistill.finetune import train_teacher
 from tagdistill.metrics import bytes_on_disk, count_parameters, entity_scores
 from tagdistill.pipeline import label_with_teacher
 from tagdistill.progress import ConsoleProgress
 from tagdistill.tagger import student_predict
-from tagdistill.teacher import Teacher, train_teacher
+from tagdistill.teacher import Teacher
 from tagdistill.train import set_seed, train_student
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"

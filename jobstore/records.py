@@ -83,8 +83,13 @@ class Model(BaseModel):
     student_path: str  # relative to the data directory
     teacher_path: str  # relative to the data directory; reusable as a job's teacher.path
     teacher: dict[str, Any]  # dev/test entity scores (overall and per type), parameters, bytes, words/s
-    student: dict[str, Any]
+    student: dict[str, Any]  # the served student (the better of distilled and baseline on dev)
     speedup: dict[str, float | None]  # student words/s over teacher words/s, per batch size
+    # the same student trained alone with the same budget (None: mode "alone" or distill.baseline off)
+    baseline: dict[str, Any] | None = None
+    distillation_gain: dict[str, Any] | None = None  # distilled minus baseline F1 by split and type
+    served: dict[str, str] | None = None  # {"student": "distilled" | "baseline", "reason": "..."}
+    warnings: list[str] = Field(default_factory=list)  # types where the student is below half the teacher
     seconds: dict[str, float]  # wall time per stage
     device: str
     config: dict[str, Any]

@@ -82,8 +82,8 @@ def build_config(args: argparse.Namespace, flags: dict[str, tuple[str, dict[str,
 
 def cmd_train_teacher(args: argparse.Namespace) -> None:
     from tagdistill.data import load_dataset
+    from tagdistill.finetune import train_teacher
     from tagdistill.progress import ConsoleProgress
-    from tagdistill.teacher import train_teacher
     from tagdistill.train import resolve_device
 
     cfg = build_config(args, DATA_FLAGS | TEACHER_FLAGS)

@@ -31,11 +31,12 @@ from safetensors.torch import save_file
 from tagdistill.checkpoint import fingerprint
 from tagdistill.config import DataFiles, JobConfig
 from tagdistill.data import Dataset, Sentence, load_dataset
+from tagdistill.finetune import train_teacher
 from tagdistill.progress import Progress
 from tagdistill.pseudo import pseudo_labels
 from tagdistill.report import gain, model_entry, weak_types
 from tagdistill.tagger import student_predict
-from tagdistill.teacher import Teacher, train_teacher
+from tagdistill.teacher import Teacher
 from tagdistill.train import Example, resolve_device, set_seed, train_student
 
 

@@ -16,9 +16,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from tagdistill.config import StudentConfig
-from tagdistill.data import tokenize
 from tagdistill.schemes import repair_iob2, spans
 from tagdistill.student import NeuralTagger
+from tagdistill.tokenizer import tokenize
 from tagdistill.vocab import Vocab
 
 FORMAT_VERSION = 1
@@ -119,7 +119,7 @@ class Tagger:
     def predict(self, inputs: list[str] | list[list[str]], batch_size: int = 64) -> list[dict[str, Any]]:
         """Tokens, tags and entity spans with character offsets, one result per input.
 
-        A string is tokenized with ``tagdistill.data.tokenize`` and offsets point into it; a
+        A string is tokenized with ``tagdistill.tokenizer.tokenize`` and offsets point into it; a
         list of tokens is taken as is and offsets point into ``" ".join(tokens)``.
         """
         texts: list[str] = []

@@ -10,14 +10,9 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
-import math
-import random
-import shutil
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import Tensor
@@ -26,16 +21,12 @@ from transformers import (
     AutoTokenizer,
     PreTrainedModel,
     PreTrainedTokenizerBase,
-    get_linear_schedule_with_warmup,
 )
 from transformers.modeling_outputs import TokenClassifierOutput
 from transformers.utils import logging as hf_logging
 
 from tagdistill.alignment import Window, batch_tensors, first_subtoken_logits, make_windows, merge_windows
-from tagdistill.checkpoint import fingerprint, load_checkpoint, save_checkpoint
 from tagdistill.config import TeacherConfig
-from tagdistill.data import Sentence
-from tagdistill.metrics import entity_scores
 from tagdistill.progress import Progress
 from tagdistill.schemes import repair_iob2
 
@@ -193,12 +184,12 @@ class Teacher:
         per_window: dict[int, Tensor] = {}
         if self.model.training:  # eval() walks every module: too slow to repeat for each small batch
             self.model.eval()
-        with torch.inference_mode(), self._autocast():
+        with torch.inference_mode(), self.autocast():
             for start in range(0, len(order), batch_size):
                 chosen = [i for s in order[start : start + batch_size] for i in of_sentence[s]]
                 if chosen:
                     batch = [windows[i] for i in chosen]
-                    logits = self._run(batch).logits.float().cpu()  # (B, T, L)
+                    logits = self.forward(batch).logits.float().cpu()  # (B, T, L)
                     per_window.update(zip(chosen, first_subtoken_logits(logits, batch), strict=True))
                 if progress is not None:
                     progress.step(1)
@@ -213,7 +204,7 @@ class Teacher:
             for logits in self.word_logits(sentences, batch_size)
         ]
 
-    def _run(
+    def forward(
         self, windows: Sequence[Window], tags: Sequence[Sequence[int]] | None = None
     ) -> TokenClassifierOutput:
         """The model on a padded batch of windows: logits (B, T, L), and with ``tags`` (label ids per word
@@ -222,157 +213,9 @@ class Teacher:
         batch = {k: v.to(self.device) for k, v in batch_tensors(windows, pad_id, tags).items()}
         return self.model(**batch)
 
-    def _autocast(self) -> torch.autocast:
+    def autocast(self) -> torch.autocast:
         """bf16 autocast on CUDA; CPU runs in float32."""
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda")
-
-
-def train_teacher(
-    cfg: TeacherConfig,
-    train: Sequence[Sentence],
-    dev: Sequence[Sentence],
-    labels: list[str],
-    out_dir: Path,
-    device: torch.device,
-    progress: Progress,
-    seed: int,
-    checkpoint_dir: Path | None = None,
-) -> Teacher:
-    """Fine-tune ``cfg.base_model`` on ``train`` (Sentences with IOB2 tags) and return the epoch with the
-    best dev F1 (the earlier one on a tie), saved in ``out_dir``. ``cfg.path`` is not consulted here.
-
-    AdamW (no weight decay on biases and LayerNorm weights, the 1-d tensors), linear warm-up then
-    linear decay, gradient norm clipped at 1.0. Each step is a batch of ``cfg.batch_size`` windows of
-    similar length, padded to the longest; batches come in a seeded random order each epoch.
-    On a small dataset the epochs are raised until there are ``cfg.min_steps`` steps in all (dev F1
-    is then checked every few epochs, ``cfg.epochs`` times in all, and after the last);
-    ``epochs=0`` saves the pretrained encoder with its untrained head.
-
-    With ``checkpoint_dir``, training can be resumed after the process is killed: every epoch ends
-    with a checkpoint there (weights, AdamW and scheduler state, RNG states; ``tagdistill.checkpoint``)
-    and a later call with the same arguments continues at the next epoch with the same batches. A
-    teacher that finished (``finished`` in ``out_dir``'s ``tagdistill.json``, with the same config
-    fingerprint) is loaded instead of trained; the checkpoint is deleted once the teacher is done.
-    """
-    if not dev:
-        raise ValueError("the teacher needs dev sentences to choose its best epoch")
-    signature = fingerprint(cfg.model_dump(mode="json"), seed, labels, len(train), len(dev))
-    if checkpoint_dir is not None and _finished(out_dir, signature):
-        progress.stage("teacher", 0)
-        progress.log(f"teacher: already trained in {out_dir}, reused")
-        return Teacher.load(out_dir, device)
-    torch.manual_seed(seed)  # the new head and dropout
-    rng = random.Random(seed)  # batch order
-    teacher = Teacher.create(cfg.base_model, labels, device, max_length=cfg.max_length, stride=cfg.stride)
-    tag_ids = _tag_ids(train, labels)
-    windows = make_windows(teacher.tokenizer, [s.tokens for s in train], cfg.max_length, cfg.stride)
-    if cfg.epochs and not windows:
-        raise ValueError("the teacher has no training words")
-    per_epoch = math.ceil(len(windows) / cfg.batch_size)
-    epochs = max(cfg.epochs, math.ceil(cfg.min_steps / per_epoch)) if cfg.epochs else 0
-    total = per_epoch * epochs
-    model = teacher.model
-    optimizer = torch.optim.AdamW(
-        [
-            {"params": [p for p in model.parameters() if p.ndim >= 2], "weight_decay": cfg.weight_decay},
-            {"params": [p for p in model.parameters() if p.ndim < 2], "weight_decay": 0.0},
-        ],
-        lr=cfg.learning_rate,
-    )
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total), total)
-    progress.stage("teacher", total)
-    best: float | None = None
-    # Dev F1 is checked cfg.epochs times (and after the last epoch): raised epochs are not each evaluated.
-    eval_every = max(1, epochs // cfg.epochs) if cfg.epochs else 1
-    if epochs > cfg.epochs:
-        progress.log(f"teacher: {epochs} epochs instead of {cfg.epochs}, to reach min_steps={cfg.min_steps}; "
-                     f"dev F1 every {eval_every} epochs")
-    start = 1
-    resumed = load_checkpoint(checkpoint_dir, signature, model, optimizer, rng) if checkpoint_dir else None
-    if resumed is not None:
-        scheduler.load_state_dict(resumed["scheduler"])
-        best = teacher.dev_f1 = resumed["best"]
-        start = resumed["epoch"] + 1
-        progress.step(per_epoch * resumed["epoch"])
-        progress.log(f"teacher: resumed at epoch {start} of {epochs} "
-                     f"from the checkpoint of epoch {start - 1}")
-    for epoch in range(start, epochs + 1):
-        started = time.perf_counter()
-        model.train()
-        losses = []
-        for batch in _length_batches(windows, cfg.batch_size, rng):
-            with teacher._autocast():
-                loss = teacher._run(batch, tag_ids).loss
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            losses.append(loss.item())
-            progress.step(1, loss=losses[-1])
-        metrics: dict[str, float | None] = {"loss": sum(losses) / len(losses)}
-        if epoch % eval_every == 0 or epoch == epochs:
-            scores = _dev_scores(teacher, dev, cfg.eval_batch_size)
-            if best is None or scores["f1"] > best:
-                best = teacher.dev_f1 = scores["f1"]
-                teacher.save(out_dir)
-            metrics.update({f"dev_{k}": scores[k] for k in ("f1", "precision", "recall")})
-        if checkpoint_dir is not None:  # before the epoch is reported: a reported epoch is never redone
-            state = {"fingerprint": signature, "epoch": epoch, "best": best,
-                     "scheduler": scheduler.state_dict()}
-            save_checkpoint(checkpoint_dir, model, optimizer, rng, state)
-        progress.epoch(epoch, {**metrics, "best_dev_f1": best, "seconds": time.perf_counter() - started})
-    if best is None:  # epochs == 0
-        teacher.dev_f1 = _dev_scores(teacher, dev, cfg.eval_batch_size)["f1"]
-        teacher.save(out_dir)
-    if checkpoint_dir is not None:
-        meta_path = Path(out_dir) / META_FILE
-        meta = json.loads(meta_path.read_text())
-        meta.update(finished=True, fingerprint=signature)
-        tmp = meta_path.with_name(META_FILE + ".tmp")
-        tmp.write_text(json.dumps(meta, indent=2) + "\n")
-        tmp.replace(meta_path)  # at once: a kill leaves the old file or the new one
-        shutil.rmtree(checkpoint_dir, ignore_errors=True)
-    return Teacher.load(out_dir, device)
-
-
-def _finished(out_dir: Path, signature: str) -> bool:
-    """True when ``out_dir`` holds a teacher that ``train_teacher`` finished with this config."""
-    try:
-        meta = json.loads((Path(out_dir) / META_FILE).read_text())
-    except (OSError, ValueError):
-        return False
-    return meta.get("finished") is True and meta.get("fingerprint") == signature
-
-
-def _tag_ids(sentences: Sequence[Sentence], labels: list[str]) -> list[list[int]]:
-    index = {label: i for i, label in enumerate(labels)}
-    ids = []
-    for s in sentences:
-        if s.tags is None:
-            raise ValueError("the teacher trains on labeled sentences only")
-        unknown = set(s.tags) - index.keys()
-        if unknown:
-            raise ValueError(f"tags {sorted(unknown)} are not among the labels {labels}")
-        ids.append([index[t] for t in s.tags])
-    return ids
-
-
-def _length_batches(windows: list[Window], size: int, rng: random.Random) -> list[list[Window]]:
-    """Windows sorted by length (ties in random order) cut into batches, which come in random order."""
-    shuffled = windows[:]
-    rng.shuffle(shuffled)
-    shuffled.sort(key=lambda w: len(w.input_ids))
-    batches = [shuffled[i : i + size] for i in range(0, len(shuffled), size)]
-    rng.shuffle(batches)
-    return batches
-
-
-def _dev_scores(teacher: Teacher, dev: Sequence[Sentence], batch_size: int) -> dict[str, Any]:
-    gold = [s.tags for s in dev]
-    if any(tags is None for tags in gold):
-        raise ValueError("dev sentences need tags")
-    return entity_scores(gold, teacher.predict([s.tokens for s in dev], batch_size))
 
 
 @contextmanager

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
+from tagdistill.batching import length_batches
 from tagdistill.checkpoint import fingerprint, load_checkpoint, save_checkpoint
 from tagdistill.config import DistillConfig, StudentConfig
 from tagdistill.data import Sentence
@@ -60,19 +61,6 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
-
-
-def length_batches(items: list, size: int, rng: random.Random, key=len) -> list[list]:
-    """Batches of similar length in random order: shuffle, sort within pools of 20 batches, split."""
-    items = list(items)
-    rng.shuffle(items)
-    pool = size * 20
-    batches = []
-    for start in range(0, len(items), pool):
-        chunk = sorted(items[start : start + pool], key=key)
-        batches.extend(chunk[i : i + size] for i in range(0, len(chunk), size))
-    rng.shuffle(batches)
-    return batches
 
 
 def _batch_loss(model: NeuralTagger, batch: list[Example], cfg: DistillConfig) -> torch.Tensor:

@@ -18,9 +18,9 @@ from tagdistill.data import (
     dataset_stats,
     load_dataset,
     read_file,
-    tokenize,
 )
 from tagdistill.schemes import detect_scheme, spans, to_iob2
+from tagdistill.tokenizer import tokenize
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SAMPLE = Path(data.__file__).parent / "sample"

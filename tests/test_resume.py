@@ -12,7 +12,8 @@ from safetensors.torch import load_file
 from test_teacher import LABELS, Recorder, one_thread, synthetic, tiny_model  # noqa: F401 (fixtures)
 
 from tagdistill.config import DistillConfig, StudentConfig, TeacherConfig
-from tagdistill.teacher import META_FILE, train_teacher
+from tagdistill.finetune import train_teacher
+from tagdistill.teacher import META_FILE
 from tagdistill.train import Example, train_student
 
 CPU = torch.device("cpu")

@@ -91,6 +91,16 @@ def test_job_runs_to_success_and_its_student_tags(
     assert model["student"]["test"]["f1"] > 0.5  # the student learns the sample data from gold + teacher
     assert set(model["student"]["test"]["per_type"]) <= {"LOC", "MISC", "ORG", "PER"}
     assert model["speedup"]["batch_32"] > 0 and model["teacher"]["parameters"] > 0
+    # the baseline stage: the same student alone, the gain, and which of the two is served and why
+    assert model["baseline"]["test"]["f1"] >= 0 and model["served"]["student"] in ("distilled", "baseline")
+    gain = model["distillation_gain"]["test"]["f1"]
+    if model["served"]["student"] == "distilled":
+        assert gain == pytest.approx(model["student"]["test"]["f1"] - model["baseline"]["test"]["f1"])
+        assert model["student"]["dev"]["f1"] >= model["baseline"]["dev"]["f1"]
+    else:
+        assert model["student"] == model["baseline"]
+    assert trained["metrics"]["report"]["distillation_gain"]["test"]["f1"] == gain
+    assert trained["metrics"]["report"]["served"] == model["served"]
 
     response = client.post("/predict", json={"model_id": model["id"], "texts": [KNOWN]})
     assert response.status_code == 200, response.text

@@ -19,9 +19,10 @@ from transformers import AutoModelForTokenClassification, BertConfig, BertModel,
 from tagdistill.alignment import IGNORE, batch_tensors, make_windows, word_pieces
 from tagdistill.config import TeacherConfig
 from tagdistill.data import Sentence, read_file
+from tagdistill.finetune import train_teacher
 from tagdistill.metrics import entity_scores
 from tagdistill.schemes import repair_iob2
-from tagdistill.teacher import META_FILE, Teacher, resolve_model, train_teacher
+from tagdistill.teacher import META_FILE, Teacher, resolve_model
 
 CPU = torch.device("cpu")
 CONLL = Path("/work/shared/data/conll2003")

@@ -216,6 +216,11 @@ def test_job_page_shows_the_finished_job(page: Page, finished: dict[str, Any], a
     batch_1 = size.locator("tbody tr").nth(2)
     expect(batch_1.locator("td").last).to_contain_text(re.compile(r"× (faster|slower)"))
     expect(page.locator(".results").get_by_role("link", name="Try it", exact=True)).to_be_visible()
+    # what distillation bought: the gain over the baseline student, in points, and which one is served
+    gain = 100 * report["distillation_gain"]["test"]["f1"]
+    panel = page.get_by_label("distillation gain")
+    expect(panel).to_contain_text(f"Distillation gain: {'+' if gain > 0 else ''}{gain:.1f} F1 points on test")
+    expect(panel).to_contain_text(f"Served: the {report['served']['student']} student")
     shoot(page, artifacts, "job")
 
 
@@ -238,6 +243,7 @@ def test_models_page_shows_metrics_and_download(page: Page, api: str, finished: 
     card = page.locator(f"article[data-id='{model_id}']")
     expect(card.locator("table.f1-table")).to_be_visible()
     expect(card.locator("table.size-table")).to_contain_text("Size on disk")
+    expect(card.get_by_label("distillation gain")).to_contain_text("over the same student trained alone")
     link = card.get_by_role("link", name=re.compile("Download the student"))
     expect(link).to_have_attribute("href", f"/models/{model_id}/download")
     with page.expect_download() as download:

@@ -28,6 +28,8 @@ from worker.progress import Heartbeat, RedisProgress
 log = logging.getLogger("tagdistill.worker")
 T = TypeVar("T")
 RETRY_S = 120  # how long the end of a job waits for an unreachable Redis
+# the model record's fields that a succeeded job's metrics["report"] repeats for the job's page
+REPORTED = {"teacher", "student", "speedup", "baseline", "distillation_gain", "served", "warnings"}
 
 
 @celery_app.task(name=RUN_JOB, bind=True)
@@ -72,8 +74,7 @@ def execute(store: Store, data: DataDir, job: Job, progress: RedisProgress) -> s
     progress.state.fraction, progress.state.eta_s = 1.0, 0.0
     return retrying(
         store.finish_job, job.id, "succeeded", job.attempts, model_id=model.id, progress=progress.state,
-        metrics={**progress.metrics, "report": {"teacher": model.teacher, "student": model.student,
-                                               "speedup": model.speedup}},
+        metrics={**progress.metrics, "report": model.model_dump(include=REPORTED, mode="json")},
     ).status
 
 
@@ -107,6 +108,8 @@ def register_model(store: Store, data: DataDir, job: Job, cfg: JobConfig, report
         labels=read_meta(student_dir)["labels"],
         student_path=data.relative(student_dir), teacher_path=data.relative(teacher_dir),
         teacher=report["teacher"], student=report["student"], speedup=report["speedup"],
+        baseline=report.get("baseline"), distillation_gain=report.get("distillation_gain"),
+        served=report.get("served"), warnings=report["warnings"],
         seconds=report["seconds"], device=report["device"], config=job.config,
     )
     retrying(store.add_model, model)
