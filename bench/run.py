@@ -39,9 +39,10 @@ from subset import write_subset
 from tagdistill.config import DataFiles, DistillConfig, JobConfig, StudentConfig, TeacherConfig
 from tagdistill.data import Dataset, load_dataset
 from tagdistill.finetune import train_teacher
-from tagdistill.metrics import bytes_on_disk, count_parameters, entity_scores
+from tagdistill.metrics import bytes_on_disk, count_parameters
 from tagdistill.pipeline import label_with_teacher
 from tagdistill.progress import ConsoleProgress
+from tagdistill.report import scores
 from tagdistill.tagger import student_predict
 from tagdistill.teacher import Teacher
 from tagdistill.train import set_seed, train_student
@@ -180,9 +181,8 @@ def run_setting(s: Setting, args: argparse.Namespace, wanted: Callable[[str], bo
 
 
 def _scores(predict: Callable[[list[list[str]]], list[list[str]]], data: Dataset) -> dict[str, Any]:
-    test = entity_scores([x.tags for x in data.test], predict([x.tokens for x in data.test]))
-    dev = entity_scores([x.tags for x in data.dev], predict([x.tokens for x in data.dev]))
-    return {"test": test, "dev_f1": dev["f1"]}
+    found = scores(predict, {"test": data.test, "dev": data.dev})
+    return {"test": found["test"], "dev_f1": found["dev"]["f1"]}
 
 
 def _write(folder: Path, result: dict[str, Any]) -> None:
