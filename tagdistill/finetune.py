@@ -3,7 +3,6 @@ epoch checkpoints to resume from."""
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import shutil
@@ -20,9 +19,10 @@ from tagdistill.batching import length_batches
 from tagdistill.checkpoint import fingerprint, load_checkpoint, save_checkpoint
 from tagdistill.config import TeacherConfig
 from tagdistill.data import Sentence
+from tagdistill.meta import read_meta, write_meta
 from tagdistill.metrics import entity_scores
 from tagdistill.progress import Progress
-from tagdistill.teacher import META_FILE, Teacher
+from tagdistill.teacher import Teacher
 
 
 def train_teacher(
@@ -124,12 +124,8 @@ def train_teacher(
         teacher.dev_f1 = _dev_scores(teacher, dev, cfg.eval_batch_size)["f1"]
         teacher.save(out_dir)
     if checkpoint_dir is not None:
-        meta_path = Path(out_dir) / META_FILE
-        meta = json.loads(meta_path.read_text())
-        meta.update(finished=True, fingerprint=signature)
-        tmp = meta_path.with_name(META_FILE + ".tmp")
-        tmp.write_text(json.dumps(meta, indent=2) + "\n")
-        tmp.replace(meta_path)  # at once: a kill leaves the old file or the new one
+        meta = read_meta(out_dir, "teacher")
+        write_meta(out_dir, "teacher", {**meta, "finished": True, "fingerprint": signature})
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
     return Teacher.load(out_dir, device)
 
@@ -137,7 +133,7 @@ def train_teacher(
 def _finished(out_dir: Path, signature: str) -> bool:
     """True when ``out_dir`` holds a teacher that ``train_teacher`` finished with this config."""
     try:
-        meta = json.loads((Path(out_dir) / META_FILE).read_text())
+        meta = read_meta(out_dir, "teacher")
     except (OSError, ValueError):
         return False
     return meta.get("finished") is True and meta.get("fingerprint") == signature

@@ -8,7 +8,6 @@ its student.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -16,13 +15,12 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from tagdistill.config import StudentConfig
+from tagdistill.meta import META_FILE, read_meta, write_meta
 from tagdistill.schemes import repair_iob2, spans
 from tagdistill.student import NeuralTagger
 from tagdistill.tokenizer import tokenize
 from tagdistill.vocab import Vocab
 
-FORMAT_VERSION = 1
-META_FILE = "tagdistill.json"
 WEIGHTS_FILE = "model.safetensors"
 
 
@@ -32,22 +30,17 @@ def save_student(model: NeuralTagger, path: Path, extra: dict[str, Any] | None =
     path.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(path / WEIGHTS_FILE))
-    meta = {
-        "format_version": FORMAT_VERSION,
-        "kind": "student",
+    write_meta(path, "student", {
         "config": model.cfg.model_dump(mode="json"),
         "vocab": model.vocab.to_dict(),
         "labels": model.vocab.labels,
         **(extra or {}),
-    }
-    (path / META_FILE).write_text(json.dumps(meta, indent=1))
+    })
 
 
 def load_student(path: Path, device: torch.device | str = "cpu") -> NeuralTagger:
     path = Path(path)
-    meta = read_meta(path)
-    if meta.get("kind") != "student":
-        raise ValueError(f"{path} holds a {meta.get('kind')!r} model, not a student")
+    meta = read_meta(path, "student")
     vocab = Vocab.from_dict(meta["vocab"])
     cfg = StudentConfig.model_validate(meta["config"])
     # The saved weights fix the embedding size; pretrained vectors are not needed to rebuild it.
@@ -56,16 +49,6 @@ def load_student(path: Path, device: torch.device | str = "cpu") -> NeuralTagger
     model = NeuralTagger(cfg.model_copy(update={"embeddings": None}), vocab, vectors=vectors)
     model.load_state_dict(state)
     return model.to(device).eval()
-
-
-def read_meta(path: Path) -> dict[str, Any]:
-    meta_path = Path(path) / META_FILE
-    if not meta_path.is_file():
-        raise FileNotFoundError(f"{path} is not a tagdistill model folder (no {META_FILE})")
-    meta = json.loads(meta_path.read_text())
-    if meta.get("format_version", FORMAT_VERSION) > FORMAT_VERSION:
-        raise ValueError(f"{path} was written by a newer tagdistill (format {meta['format_version']})")
-    return meta
 
 
 @torch.inference_mode()

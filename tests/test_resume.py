@@ -13,7 +13,7 @@ from test_teacher import LABELS, Recorder, one_thread, synthetic, tiny_model  # 
 
 from tagdistill.config import DistillConfig, StudentConfig, TeacherConfig
 from tagdistill.finetune import train_teacher
-from tagdistill.teacher import META_FILE
+from tagdistill.meta import META_FILE
 from tagdistill.train import Example, train_student
 
 CPU = torch.device("cpu")

@@ -20,9 +20,10 @@ from tagdistill.alignment import IGNORE, batch_tensors, make_windows, word_piece
 from tagdistill.config import TeacherConfig
 from tagdistill.data import Sentence, read_file
 from tagdistill.finetune import train_teacher
+from tagdistill.meta import META_FILE
 from tagdistill.metrics import entity_scores
 from tagdistill.schemes import repair_iob2
-from tagdistill.teacher import META_FILE, Teacher, resolve_model
+from tagdistill.teacher import Teacher, resolve_model
 
 CPU = torch.device("cpu")
 CONLL = Path("/work/shared/data/conll2003")

@@ -98,7 +98,7 @@ def job_inputs(store: Store, data: DataDir, job: Job) -> tuple[JobConfig, DataFi
 
 
 def register_model(store: Store, data: DataDir, job: Job, cfg: JobConfig, report: dict[str, Any]) -> Model:
-    from tagdistill.tagger import read_meta
+    from tagdistill.meta import read_meta
 
     student_dir = data.job(job.id) / "student"
     teacher_dir = cfg.teacher.path or data.job(job.id) / "teacher"
