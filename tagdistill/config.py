@@ -79,7 +79,9 @@ class DistillConfig(_Strict):
     distill_weight: float = Field(1.0, ge=0)  # w_d on the distillation term
     pseudo_threshold: float = Field(0.0, ge=0, le=1)  # min teacher confidence for a pseudo-label
     pseudo_filter: Literal["token", "sentence"] = "token"  # threshold per token or whole sentence
-    epochs: int = Field(20, ge=0)  # passes over the labeled sentences, every mode (raised to reach min_steps)
+    # at most this many passes over the labeled sentences, in every mode (raised to reach min_steps); with
+    # unlabeled text the KD modes keep improving longer, so the cap is generous and patience ends most runs
+    epochs: int = Field(40, ge=0)
     min_steps: int = Field(600, ge=0)  # at least this many optimizer steps, so a small labeled set is learnt
     # unlabeled batches per labeled batch in each step of the KD modes (on average; 0 = labeled only)
     unlabeled_ratio: float = Field(1.0, ge=0)

@@ -144,7 +144,7 @@ def finished(browser: Browser, api: str, uploaded: dict[str, Any], tiny_teacher:
     expect(config_error).to_contain_text("not valid JSON")
 
     extra = {"teacher": {"base_model": str(tiny_teacher), "learning_rate": 3e-3},
-             "distill": {"learning_rate": 5e-3, "distill_weight": 0.1, "min_steps": 0}}
+             "distill": {"learning_rate": 5e-3, "distill_weight": 0.1, "min_steps": 0, "epochs": 10}}
     box.fill(json.dumps(extra))
     page.get_by_role("button", name="Start job").click()
     page.wait_for_url(re.compile(r"#/jobs/job_"))

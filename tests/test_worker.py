@@ -12,7 +12,7 @@ from conftest import wait_for
 from jobstore.records import Dataset, utcnow
 from jobstore.store import Conflict, Store
 from tagdistill.progress import Cancelled
-from worker.progress import Heartbeat, RedisProgress
+from worker.progress import STAGE_WEIGHTS, Heartbeat, RedisProgress
 
 
 @pytest.fixture
@@ -37,7 +37,7 @@ def test_progress_is_recorded_with_fraction_and_events(store: Store, job_id: str
     progress.log("hello")
     job = store.get_job(job_id)
     assert job.stage == "labeling"
-    assert job.progress.fraction == pytest.approx(0.5)  # teacher (half the job) done, labeling begun
+    assert job.progress.fraction == pytest.approx(STAGE_WEIGHTS["teacher"])  # teacher done, labeling begun
     assert job.metrics["teacher"] == {"epoch": 1, "dev_f1": 0.25, "per_type": {"PER": {"f1": 0.5}}}
     kinds = [(e.type, e.data.get("stage")) for e in store.events(job_id)]
     assert kinds[0] == ("status", None)  # queued

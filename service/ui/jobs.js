@@ -14,11 +14,12 @@ const FIELDS = [
   { path: "teacher.epochs", label: "Teacher epochs", type: "number", value: 2, min: 0 },
   { path: "student.encoder", label: "Student encoder", type: "select", value: "bilstm",
     options: [["bilstm", "BiLSTM"], ["idcnn", "ID-CNN"]] },
-  { path: "student.hidden", label: "Student hidden size", type: "number", value: 200, min: 1 },
+  { path: "student.hidden", label: "Student hidden size", type: "number", value: 100, min: 1 },
   { path: "student.crf", label: "CRF output layer", type: "checkbox", value: false },
   { path: "distill.mode", label: "Distillation", type: "select", value: "kd_pseudo",
     options: [["kd_pseudo", "soft targets + pseudo-labels"], ["kd", "soft targets"], ["alone", "none (gold labels only)"]] },
-  { path: "distill.epochs", label: "Student epochs", type: "number", value: 20, min: 0 },
+  { path: "distill.epochs", label: "Student epochs (at most)", type: "number", value: 40, min: 0 },
+  { path: "distill.baseline", label: "Also train the student alone, to measure the gain", type: "checkbox", value: true },
   { path: "device", label: "Device", type: "select", value: "auto", options: [["auto", "auto (GPU if any)"], ["cpu", "CPU"], ["cuda", "CUDA GPU"]] },
 ];
 
