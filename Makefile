@@ -28,7 +28,7 @@ demo: $(VENV)/.installed
 	$(PY) scripts/demo.py --port $(PORT)
 
 test: $(VENV)/.installed
-	$(PY) -m pytest -m "not slow" -q
+	$(PY) -m pytest -m "not slow" -q -rs
 
 test-all: $(VENV)/.installed
 	$(PY) -m pytest -q

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 from transformers import PreTrainedTokenizerBase
 
-IGNORE = -100  # label of positions the loss skips (special tokens, padding, non-first sub-tokens)
+from tagdistill.schemes import IGNORE
 
 
 @dataclass

@@ -22,6 +22,7 @@ from tagdistill.data import Sentence
 from tagdistill.meta import read_meta, write_meta
 from tagdistill.metrics import entity_scores
 from tagdistill.progress import Progress
+from tagdistill.schemes import label_index
 from tagdistill.teacher import Teacher
 
 
@@ -140,7 +141,7 @@ def _finished(out_dir: Path, signature: str) -> bool:
 
 
 def _tag_ids(sentences: Sequence[Sentence], labels: list[str]) -> list[list[int]]:
-    index = {label: i for i, label in enumerate(labels)}
+    index = label_index(labels)
     ids = []
     for s in sentences:
         if s.tags is None:

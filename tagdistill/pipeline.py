@@ -35,6 +35,7 @@ from tagdistill.finetune import train_teacher
 from tagdistill.progress import Progress
 from tagdistill.pseudo import pseudo_labels
 from tagdistill.report import gain, model_entry, weak_types
+from tagdistill.schemes import label_index
 from tagdistill.tagger import student_predict
 from tagdistill.teacher import Teacher
 from tagdistill.train import Example, resolve_device, set_seed, train_student
@@ -154,7 +155,7 @@ def label_with_teacher(
     cfg: JobConfig, teacher: Teacher, data: Dataset, work_dir: Path, progress: Progress
 ) -> tuple[list[Example], list[Example]]:
     """The student's examples: gold tags plus the teacher's cached logits (and pseudo-labels)."""
-    label_id = {label: i for i, label in enumerate(data.labels)}
+    label_id = label_index(data.labels)
     unlabeled = data.unlabeled if cfg.distill.mode != "alone" else []
     logits: list[torch.Tensor | None] = [None] * (len(data.train) + len(unlabeled))
     if cfg.distill.mode != "alone":

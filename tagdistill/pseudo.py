@@ -6,7 +6,7 @@ from typing import Literal
 
 import torch
 
-from tagdistill.vocab import IGNORE
+from tagdistill.schemes import IGNORE
 
 
 def pseudo_labels(

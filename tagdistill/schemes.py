@@ -13,6 +13,12 @@ from typing import Literal
 from seqeval.metrics.sequence_labeling import get_entities
 
 Scheme = Literal["IOB1", "IOB2", "BIOES"]
+IGNORE = -100  # label id that losses skip (padding, non-first sub-tokens, filtered pseudo-labels)
+
+
+def label_index(labels: list[str]) -> dict[str, int]:
+    """Label -> id, in the order of ``labels`` (a dataset's: "O", then B- and I- of each type)."""
+    return {label: i for i, label in enumerate(labels)}
 
 
 def detect_scheme(tag_seqs: Iterable[list[str]]) -> Scheme:

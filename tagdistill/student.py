@@ -15,7 +15,8 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from tagdistill.config import StudentConfig
 from tagdistill.crf import CRF
-from tagdistill.vocab import CASES, IGNORE, Vocab
+from tagdistill.schemes import IGNORE
+from tagdistill.vocab import CASES, Vocab
 
 CASE_DIM = 10  # case embedding size
 IDCNN_DILATIONS = (1, 1, 2)  # dilations of the convolutions in one ID-CNN block

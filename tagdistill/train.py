@@ -36,10 +36,11 @@ from tagdistill.data import Sentence
 from tagdistill.losses import distill_loss
 from tagdistill.metrics import entity_scores
 from tagdistill.progress import Progress
+from tagdistill.schemes import IGNORE
 from tagdistill.student import NeuralTagger
 from tagdistill.tagger import WEIGHTS_FILE, save_student, student_predict
 from tagdistill.vectors import match_vectors, read_vectors
-from tagdistill.vocab import IGNORE, Vocab
+from tagdistill.vocab import Vocab
 
 
 @dataclass

@@ -19,9 +19,9 @@ import torch
 from torch import Tensor
 
 from tagdistill.config import StudentConfig
+from tagdistill.schemes import IGNORE, label_index
 
 PAD, UNK = "<pad>", "<unk>"  # ids 0 and 1 in the word and character tables
-IGNORE = -100  # label id that losses skip (padding, filtered pseudo-labels)
 MAX_WORD_CHARS = 20  # longer words are cut to their first characters for the char encoder
 CASES = ("<pad>", "lower", "title", "upper", "mixed", "number", "has_digit", "punct", "other")
 _CASE_ID = {name: i for i, name in enumerate(CASES)}
@@ -68,7 +68,7 @@ class Vocab:
         self.labels = labels
         self.word_index = {w: i for i, w in enumerate(words)}
         self.char_index = {c: i for i, c in enumerate(chars)}
-        self.label_index = {label: i for i, label in enumerate(labels)}
+        self.label_index = label_index(labels)
 
     @classmethod
     def build(

@@ -3,7 +3,7 @@ import math
 import torch
 
 from tagdistill.pseudo import pseudo_labels
-from tagdistill.vocab import IGNORE
+from tagdistill.schemes import IGNORE
 
 
 def _logits_for(probs: list[list[float]]) -> torch.Tensor:

@@ -9,9 +9,10 @@ from safetensors.torch import load_file, save_file
 
 from tagdistill.config import GLOVE_6B_50D, StudentConfig
 from tagdistill.metrics import count_parameters
+from tagdistill.schemes import IGNORE
 from tagdistill.student import NeuralTagger
 from tagdistill.vectors import match_vectors, read_vectors
-from tagdistill.vocab import CASES, IGNORE, MAX_WORD_CHARS, PAD, UNK, Vocab, case_id, normalize_word
+from tagdistill.vocab import CASES, MAX_WORD_CHARS, PAD, UNK, Vocab, case_id, normalize_word
 
 torch.set_num_threads(1)
 

@@ -16,13 +16,13 @@ import pytest
 import torch
 from transformers import AutoModelForTokenClassification, BertConfig, BertModel, BertTokenizerFast
 
-from tagdistill.alignment import IGNORE, batch_tensors, make_windows, word_pieces
+from tagdistill.alignment import batch_tensors, make_windows, word_pieces
 from tagdistill.config import TeacherConfig
 from tagdistill.data import Sentence, read_file
 from tagdistill.finetune import train_teacher
 from tagdistill.meta import META_FILE
 from tagdistill.metrics import entity_scores
-from tagdistill.schemes import repair_iob2
+from tagdistill.schemes import IGNORE, repair_iob2
 from tagdistill.teacher import Teacher, resolve_model
 
 CPU = torch.device("cpu")

@@ -108,3 +108,25 @@ def test_no_unlabeled_batches_with_ratio_zero(tmp_path: Path, mode: str) -> None
     progress = Recorder()
     _train(cfg, _examples(16, seed=1), _examples(16, seed=2, tags=False), tmp_path / "s", progress)
     assert len(progress.steps) == 2
+
+
+def test_batch_loss_is_gold_cross_entropy_plus_weighted_distillation_by_hand() -> None:
+    from torch.nn.functional import cross_entropy
+
+    from tagdistill.losses import distill_loss
+    from tagdistill.train import _batch_loss
+
+    torch.manual_seed(0)
+    batch = _examples(3, seed=4)  # sentences of different lengths: padding must teach nothing
+    vocab = Vocab.build([e.tokens for e in batch], LABELS, SMALL)
+    model = NeuralTagger(SMALL, vocab).eval()  # no dropout: the two passes see the same scores
+    cfg = DistillConfig(mode="kd", student_weight=0.7, distill_weight=0.3, temperature=2.0)
+    emissions = model(*vocab.encode([e.tokens for e in batch]))
+    words = torch.cat([emissions[i, : len(e.tokens)] for i, e in enumerate(batch)])  # (N, L) real words
+    gold = torch.tensor([t for e in batch for t in e.tags])
+    teacher = torch.cat([e.teacher for e in batch])
+    expected = 0.7 * cross_entropy(words, gold) + 0.3 * distill_loss(words, teacher, "kl", 2.0)
+    assert _batch_loss(model, batch, cfg).item() == pytest.approx(expected.item(), rel=1e-5)
+    alone = cfg.model_copy(update={"mode": "alone"})  # the baseline ignores the teacher
+    gold_only = 0.7 * cross_entropy(words, gold).item()
+    assert _batch_loss(model, batch, alone).item() == pytest.approx(gold_only, rel=1e-5)

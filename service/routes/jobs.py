@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import re
@@ -22,6 +20,7 @@ from service.auth import Caller, CallerDep
 from service.bodies import JobList
 from service.deps import CeleryDep, DataDirDep, PageDep, SettingsDep, StoreDep
 from service.errors import invalid
+from tagdistill.checkpoint import fingerprint
 from tagdistill.config import DEFAULT_TEACHER, GLOVE_6B_50D, JobConfig
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
@@ -58,10 +57,10 @@ def create_job(
     except NotFound as exc:
         raise invalid(["body", "dataset_id"], str(exc)) from None
     config = cfg.model_dump(mode="json")
-    fingerprint = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:32]
     try:
         job, created = store.create_job(
-            cfg.dataset_id, config, idempotency_key, fingerprint, settings.idempotency_ttl_s, caller.owner
+            cfg.dataset_id, config, idempotency_key, fingerprint(config), settings.idempotency_ttl_s,
+            caller.owner,
         )
     except NotFound as exc:
         raise invalid(["body", "dataset_id"], str(exc)) from None
