@@ -243,7 +243,7 @@ def test_models_page_shows_metrics_and_download(page: Page, api: str, finished: 
     card = page.locator(f"article[data-id='{model_id}']")
     expect(card.locator("table.f1-table")).to_be_visible()
     expect(card.locator("table.size-table")).to_contain_text("Size on disk")
-    expect(card.get_by_label("distillation gain")).to_contain_text("over the same student trained alone")
+    expect(card.get_by_label("distillation gain")).to_contain_text("for the same student trained alone")
     link = card.get_by_role("link", name=re.compile("Download the student"))
     expect(link).to_have_attribute("href", f"/models/{model_id}/download")
     with page.expect_download() as download:

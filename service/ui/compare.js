@@ -99,6 +99,7 @@ export function gainPanel(result) {
   const gain = result.distillation_gain?.[split];
   const warnings = result.warnings || [];
   if (!gain && !warnings.length) return null;
+  const alone = typeof result.baseline?.[split]?.f1 === "number" ? result.baseline[split].f1 : null;
   const points = (x) => `${x > 0 ? "+" : ""}${(100 * x).toFixed(1)}`;
   const perType = gain ? Object.entries(gain.per_type || {}).map(([t, x]) => `${t} ${points(x)}`).join(", ") : "";
   return h(
@@ -106,7 +107,8 @@ export function gainPanel(result) {
     gain ? h("p", { class: "gain-line" },
       h("strong", { class: gain.f1 > 0 ? "gain" : gain.f1 < 0 ? "loss" : "" },
         `Distillation gain: ${points(gain.f1)} F1 points on ${split}`),
-      ` over the same student trained alone (${fmtF1(result.baseline?.[split]?.f1)})`,
+      `: distilled ${fmtF1(alone === null ? null : alone + gain.f1)} against ${fmtF1(alone)} `,
+      "for the same student trained alone, with the same budget",
       perType ? `; by type: ${perType}.` : ".") : null,
     result.served ? h("p", { class: "muted small served" }, `Served: ${result.served.reason}.`) : null,
     warnings.length ? h("ul", { class: "warnings", role: "alert" },
