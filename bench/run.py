@@ -65,9 +65,9 @@ class Setting:
     notes: dict[str, Any] = field(default_factory=dict)
 
 
-def modes(*names: str) -> dict[str, tuple[DistillConfig, StudentConfig]]:
-    """Student units of the default recipe, one per mode."""
-    return {name: (DistillConfig(mode=name), StudentConfig()) for name in names}
+def modes(*names: str, **distill: Any) -> dict[str, tuple[DistillConfig, StudentConfig]]:
+    """Student units of the default recipe (with ``distill`` overrides, the same for all), one per mode."""
+    return {name: (DistillConfig(mode=name, **distill), StudentConfig()) for name in names}
 
 
 def low_resource(args: argparse.Namespace, corpus: str, train: Path, dev: Path, test: Path, n: int,
@@ -80,7 +80,7 @@ def low_resource(args: argparse.Namespace, corpus: str, train: Path, dev: Path, 
         DataFiles(train=folder / "train.conll", dev=dev, test=test,
                   unlabeled=folder / "unlabeled.conll", unlabeled_format="conll"),
         TeacherConfig(epochs=2 if quick else 4, learning_rate=2e-4, min_steps=0 if quick else 200),
-        modes("alone", "kd_pseudo"),
+        modes("alone", "kd_pseudo", **({"epochs": 10} if quick else {})),  # quick: 10 passes, not 40
         spacy=quick,  # the quick run's peer
         prepare=lambda: write_subset(train, n, seed, folder),
         unlabeled_cap=2000 if quick else None,
