@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Callable, Sequence
 from typing import TypeVar
@@ -23,3 +24,13 @@ def length_batches(
         batches.extend(chunk[i : i + size] for i in range(0, len(chunk), size))
     rng.shuffle(batches)
     return batches
+
+
+def epoch_plan(epochs: int, min_steps: int, per_epoch: int) -> tuple[int, int]:
+    """(epochs to run, dev check every k epochs) for a loop of ``per_epoch`` steps an epoch: ``epochs``
+    raised until there are ``min_steps`` steps, dev F1 checked ``epochs`` times in all (the caller also
+    checks after the last). ``epochs=0``, or nothing to train on, runs no epoch."""
+    if not epochs or not per_epoch:
+        return 0, 1
+    planned = max(epochs, math.ceil(min_steps / per_epoch))
+    return planned, max(1, planned // epochs)

@@ -15,7 +15,7 @@ import torch
 from transformers import get_linear_schedule_with_warmup
 
 from tagdistill.alignment import make_windows
-from tagdistill.batching import length_batches
+from tagdistill.batching import epoch_plan, length_batches
 from tagdistill.checkpoint import fingerprint, load_checkpoint, save_checkpoint
 from tagdistill.config import TeacherConfig
 from tagdistill.data import Sentence
@@ -68,7 +68,7 @@ def train_teacher(
     if cfg.epochs and not windows:
         raise ValueError("the teacher has no training words")
     per_epoch = math.ceil(len(windows) / cfg.batch_size)
-    epochs = max(cfg.epochs, math.ceil(cfg.min_steps / per_epoch)) if cfg.epochs else 0
+    epochs, eval_every = epoch_plan(cfg.epochs, cfg.min_steps, per_epoch)
     total = per_epoch * epochs
     model = teacher.model
     optimizer = torch.optim.AdamW(
@@ -81,8 +81,6 @@ def train_teacher(
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total), total)
     progress.stage("teacher", total)
     best: float | None = None
-    # Dev F1 is checked cfg.epochs times (and after the last epoch): raised epochs are not each evaluated.
-    eval_every = max(1, epochs // cfg.epochs) if cfg.epochs else 1
     if epochs > cfg.epochs:
         progress.log(f"teacher: {epochs} epochs instead of {cfg.epochs}, to reach min_steps={cfg.min_steps}; "
                      f"dev F1 every {eval_every} epochs")

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
-from tagdistill.batching import length_batches
+from tagdistill.batching import epoch_plan, length_batches
 from tagdistill.checkpoint import fingerprint, load_checkpoint, save_checkpoint
 from tagdistill.config import DistillConfig, StudentConfig
 from tagdistill.data import Sentence
@@ -166,8 +166,7 @@ def train_student(
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate)
     stream = UnlabeledStream(unlabeled, cfg.batch_size, cfg.unlabeled_ratio, seed)
     per_epoch = math.ceil(len(labeled) / cfg.batch_size)
-    epochs = max(cfg.epochs, math.ceil(cfg.min_steps / per_epoch)) if cfg.epochs and per_epoch else 0
-    check_every = max(1, epochs // cfg.epochs) if cfg.epochs else 1  # dev F1 checked cfg.epochs times
+    epochs, check_every = epoch_plan(cfg.epochs, cfg.min_steps, per_epoch)
     progress.stage(stage, per_epoch * epochs)
     progress.log(f"{stage}: {sum(p.numel() for p in model.parameters()):,} parameters, "
                  f"{len(labeled)} labeled + {len(unlabeled)} unlabeled sentences, {epochs} epochs "
