@@ -157,6 +157,7 @@ def run_setting(s: Setting, args: argparse.Namespace, wanted: Callable[[str], bo
             "config": s.teacher.model_dump(mode="json"), **s.notes,
         })
 
+    examples: dict[str, tuple[list, list]] = {}  # by mode: every seed learns from the same examples
     for name, (mode, seed) in students.items():
         unit = folder / name
         if not wanted(f"{s.name}/{name}") or (unit / "result.json").is_file():
@@ -164,7 +165,9 @@ def run_setting(s: Setting, args: argparse.Namespace, wanted: Callable[[str], bo
         started = time.perf_counter()
         distill, student_cfg = s.students[mode]
         cfg = job.model_copy(update={"distill": distill, "student": student_cfg, "seed": seed})
-        labeled, unlabeled = label_with_teacher(cfg, teacher, data, folder / "teacher", progress)
+        if mode not in examples:
+            examples[mode] = label_with_teacher(cfg, teacher, data, folder / "teacher", progress)
+        labeled, unlabeled = examples[mode]
         model, history = train_student(
             distill, cfg.student, data.labels, labeled, unlabeled, data.dev, unit / "model", device,
             progress, seed,
