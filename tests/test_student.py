@@ -104,7 +104,7 @@ def test_encode_shapes_padding_and_char_cap() -> None:
     assert mask.tolist() == [[True, True, True], [True, False, False], [False, False, False]]
     assert words[1].tolist() == [3, 0, 0] and cases[1, 1:].tolist() == [0, 0]
     assert chars[0, 0, 1:].sum().item() == 0 and chars[0, 2].tolist() == [1] * MAX_WORD_CHARS
-    tags = vocab.encode_tags([["O", "B-X"], ["B-X"]])
+    tags = vocab.tag_tensor([[0, 1], [1]])
     assert tags.tolist() == [[0, 1], [1, IGNORE]]
 
 
@@ -151,7 +151,7 @@ def test_variant_shapes_and_learning(variant: dict) -> None:
     vocab = Vocab.build(sentences, TOY_LABELS, StudentConfig())
     model = NeuralTagger(StudentConfig(**SMALL, **variant), vocab)
     words, cases, chars, mask = vocab.encode(sentences)
-    gold = vocab.encode_tags(tags)
+    gold = vocab.tag_tensor([[vocab.label_index[t] for t in row] for row in tags])
     emissions = model(words, cases, chars, mask)
     assert emissions.shape == (*words.shape, len(TOY_LABELS))
     assert [len(p) for p in model.decode(emissions, mask)] == [len(s) for s in sentences]
