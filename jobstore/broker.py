@@ -3,6 +3,11 @@
 Celery's settings derive from the shared Settings, so the API (which only sends) and the
 workers (``worker/app.py``, which run the task) agree. A sender needs no task code: a task is
 sent by its name, ``RUN_JOB``, and carries only the job id.
+
+On Redis every key Celery writes (the queue list, ``_kombu.binding.*``, ``unacked*``, the
+remote-control pub/sub channels, ``celery-task-meta-*``) starts with ``key_prefix``, like the
+Store's keys: two deployments with different prefixes may share one Redis database, even with
+the same queue name, and never see each other's tasks.
 """
 
 from __future__ import annotations
@@ -14,6 +19,14 @@ from celery import Celery
 from jobstore.settings import Settings
 
 RUN_JOB = "tagdistill.run_job"  # task name shared by the API (sender) and the worker
+# URL schemes of Redis, for kombu's broker transport and Celery's result backend
+REDIS_SCHEMES = frozenset({"redis", "rediss", "redis+socket", "socket", "unix", "sentinel"})
+
+
+def is_redis(url: str) -> bool:
+    """Whether ``url`` (or the first of a ``;``-separated failover list) names a Redis server."""
+    scheme, sep, _ = url.strip().partition("://")
+    return bool(sep) and scheme.lower() in REDIS_SCHEMES
 
 
 def celery_config(s: Settings) -> dict[str, Any]:
@@ -21,11 +34,14 @@ def celery_config(s: Settings) -> dict[str, Any]:
     # redelivers an unacknowledged task after the visibility timeout, so keep it above the
     # longest job. The job record (not Celery's state) decides whether a delivery runs.
     visibility = {"visibility_timeout": s.job_time_limit_s + 3600}
+    # kombu's Redis transport and Celery's Redis result backend put this before each key they use;
+    # another broker (amqp://...) gets no such option
+    prefix = {"global_keyprefix": s.key_prefix} if s.key_prefix else {}
     return {
         "broker_url": s.broker,
         "result_backend": s.redis_url,
-        "broker_transport_options": visibility,
-        "result_backend_transport_options": visibility,
+        "broker_transport_options": {**visibility, **(prefix if is_redis(s.broker) else {})},
+        "result_backend_transport_options": {**visibility, **(prefix if is_redis(s.redis_url) else {})},
         "result_expires": 7 * 24 * 3600,
         "task_serializer": "json",
         "result_serializer": "json",
