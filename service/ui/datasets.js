@@ -95,7 +95,8 @@ export async function datasetsPage(main, params, page) {
   const select = (name, label, options, value) =>
     h("div", { class: "field" },
       h("label", { for: `f-${name}` }, label),
-      Object.assign(h("select", { id: `f-${name}`, name }, options.map(([v, text]) => h("option", { value: v }, text))), { value }),
+      // defaultSelected, not value: form.reset() after an upload goes back to the default option
+      h("select", { id: `f-${name}`, name }, options.map(([v, text]) => h("option", { value: v, defaultSelected: v === value }, text))),
       h("p", { class: "field-error", role: "alert", hidden: true, dataset: { errorFor: name } }));
 
   const form = h(
