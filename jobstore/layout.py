@@ -13,10 +13,18 @@ different places (see the README) agree on them::
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from jobstore.records import Dataset
-from tagdistill.config import GLOVE_6B_50D, DataFiles, JobConfig
+from tagdistill.config import DEFAULT_TEACHER, GLOVE_6B_50D, DataFiles, JobConfig
+
+# "bert-base-cased", "org/model-v1.2": a Hugging Face model name (fetched when the job runs)
+HUB_NAME = re.compile(r"[A-Za-z0-9][\w.-]{0,95}(/[A-Za-z0-9][\w.-]{0,95})?")
+
+
+MayUse = Callable[[tuple[str, str]], bool]  # ("job" | "dataset", id) -> whether the caller may use its files
 
 
 class PathError(ValueError):
@@ -28,8 +36,9 @@ class PathError(ValueError):
 
 
 class DataDir:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, model_roots: Iterable[Path] = ()) -> None:
         self.root = Path(root).resolve()
+        self.model_roots = [Path(r).resolve() for r in model_roots]  # where absolute base models may lie
 
     def dataset(self, dataset_id: str) -> Path:
         return self.root / "datasets" / dataset_id
@@ -72,23 +81,69 @@ class DataDir:
             format=ds.format, unlabeled_format=ds.unlabeled_format, tag_column=ds.tag_column,
         )
 
-    def resolve_config(self, cfg: JobConfig) -> JobConfig:
-        """``cfg`` with its file paths (teacher.path, student.embeddings) made absolute in this directory.
+    def resolve_paths(self, cfg: JobConfig, may_use: MayUse | None = None) -> JobConfig:
+        """``cfg`` with every path it names made absolute here; the API and the workers both call it.
 
-        PathError names the field whose path is outside the directory or missing.
+        - ``data``: refused; a job runs on an uploaded dataset, named by ``dataset_id``.
+        - ``teacher.path``, ``student.embeddings``: a path in the data directory (relative to it).
+        - ``teacher.base_model``: "minilm"; a folder in the data directory; an absolute folder under one of
+          ``model_roots`` (set by an admin); or else a Hugging Face model name, loaded when the job runs.
+
+        With ``may_use`` (a caller's API key), a path in the data directory must lie in ``shared/`` or in a
+        job or dataset for whose ("job" | "dataset", id) ``may_use`` is True. A path that is missing and one
+        that is someone else's get the same answer, so no one learns another owner's ids; messages repeat
+        what the user gave, never a server path. PathError names the field.
         """
+        if cfg.data is not None:
+            msg = "the service runs on uploaded datasets: POST /datasets, then give dataset_id"
+            raise PathError("data", msg)
         teacher, student = cfg.teacher, cfg.student
-        for field, value in (("teacher.path", teacher.path), ("student.embeddings", student.embeddings)):
-            if value is None or (field == "student.embeddings" and value == GLOVE_6B_50D):
-                continue
-            try:
-                path = self.resolve(value)
-            except ValueError as exc:
-                raise PathError(field, f"{exc}; give a path relative to it") from None
-            if not os.path.exists(path):  # False (not an error) for names too long or otherwise odd
-                raise PathError(field, f"{value} does not exist in the data directory")
-            if field == "teacher.path":
-                teacher = teacher.model_copy(update={"path": path})
-            else:
-                student = student.model_copy(update={"embeddings": str(path)})
+        if teacher.path is not None:
+            teacher = teacher.model_copy(update={"path": self._usable("teacher.path", teacher.path, may_use)})
+        if student.embeddings not in (None, GLOVE_6B_50D):
+            path = self._usable("student.embeddings", student.embeddings, may_use)
+            student = student.model_copy(update={"embeddings": str(path)})
+        if teacher.base_model != DEFAULT_TEACHER:
+            teacher = teacher.model_copy(update={"base_model": self._base_model(teacher.base_model, may_use)})
         return cfg.model_copy(update={"teacher": teacher, "student": student})
+
+    def _usable(self, field: str, value: str | Path, may_use: MayUse | None) -> Path:
+        try:
+            path = self.resolve(value)
+        except ValueError as exc:
+            raise PathError(field, f"{exc}; give a path relative to it") from None
+        record = self.record_of(path)
+        mine = may_use is None or (record is not None and (record[0] == "shared" or may_use(record)))
+        if not (mine and os.path.exists(path)):  # exists: False (not an error) for names too long or odd
+            raise PathError(field, f"{value} does not exist in your jobs, your datasets or shared/")
+        return path
+
+    def _base_model(self, base: str, may_use: MayUse | None) -> str:
+        if os.path.isabs(base) and not self._inside(base):
+            real = os.path.realpath(base)
+            if any(Path(real).is_relative_to(root) for root in self.model_roots) and os.path.isdir(real):
+                return real
+            raise PathError(
+                "teacher.base_model", f"{base} is not a folder the service may load models from: put it in "
+                "shared/ of the data directory, or ask an admin to add its folder to TAGDISTILL_MODEL_ROOTS",
+            )
+        try:
+            return str(self._usable("teacher.base_model", base, may_use))
+        except PathError:
+            # never read a name in the service's own folders as a Hugging Face name (the worker would find it)
+            top = Path(base).parts[0] if Path(base).parts else ""
+            ours = self._inside(base) or top in ("jobs", "datasets", "shared", "tmp")
+            if ours or not HUB_NAME.fullmatch(base) or ".." in base:
+                raise PathError(
+                    "teacher.base_model",
+                    f'{base!r} is not "minilm", a Hugging Face model name, or a folder in your jobs, your '
+                    "datasets or shared/",
+                ) from None
+        return base  # a Hugging Face name; loaded (or refused) when the job runs
+
+    def _inside(self, path: str) -> bool:
+        """Whether an absolute ``path`` points into the data directory."""
+        try:
+            return os.path.isabs(path) and Path(os.path.realpath(path)).is_relative_to(self.root)
+        except (OSError, ValueError):  # a NUL byte
+            return False

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from tagdistill.config import DataFormat
+from tagdistill.config import DataFormat, JobConfig
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 TERMINAL: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
@@ -44,25 +44,32 @@ class JobProgress(BaseModel):
     values: dict[str, float] = {}  # running figures of the last step (loss, ...)
 
 
-class Job(BaseModel):
+class JobView(BaseModel):
+    """A job as the API shows it: what a user reads, without the workers' bookkeeping."""
+
     id: str
     status: JobStatus
     dataset_id: str
     owner: str | None = None  # owner of the API key that submitted it
-    config: dict[str, Any]  # the JobConfig as submitted
+    config: JobConfig  # as submitted (paths as given, relative to the data directory)
     created_at: datetime
     updated_at: datetime
     started_at: datetime | None = None
     finished_at: datetime | None = None
     stage: str | None = None
     progress: JobProgress = JobProgress()
-    metrics: dict[str, Any] = {}  # stage -> its latest epoch metrics; "report" once done
+    metrics: dict[str, Any] = {}  # stage -> its latest epoch metrics (the report is the model record's)
     error: str | None = None
     model_id: str | None = None
     worker: str | None = None  # the Celery worker that runs (or ran) it
-    heartbeat_at: datetime | None = None  # last sign of life of that worker
     cancel_requested: bool = False
-    attempts: int = 0
+    attempts: int = 0  # runs started; more than 1 after a lost worker
+
+
+class Job(JobView):
+    """The stored job: the view plus what the workers and the pagination keep."""
+
+    heartbeat_at: datetime | None = None  # last sign of life of the worker that runs it
     seq: int = 0  # creation order, the pagination key
 
 
@@ -92,7 +99,7 @@ class Model(BaseModel):
     warnings: list[str] = Field(default_factory=list)  # types where the student is below half the teacher
     seconds: dict[str, float]  # wall time per stage
     device: str
-    config: dict[str, Any]
+    config: JobConfig
 
 
 class WorkerInfo(BaseModel):

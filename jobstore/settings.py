@@ -6,12 +6,15 @@ sets ``redis_url``, and so on for every field.
 
 from __future__ import annotations
 
+import os
 import re
 from functools import lru_cache
 from pathlib import Path
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from jobstore.layout import DataDir
 
 
 class Settings(BaseSettings):
@@ -21,6 +24,8 @@ class Settings(BaseSettings):
     broker_url: str | None = None  # Celery broker when it differs from redis_url
     data_dir: Path = Path("data")  # datasets and job folders, shared by the API and every worker
     key_prefix: str = "tagdistill:"  # every Redis key of ours starts with this
+    # folders outside data_dir (os.pathsep-separated) whose model folders jobs may name as teacher.base_model
+    model_roots: str = ""
     queue: str = "gpu"  # Celery queue that training jobs go to (a CPU-only worker serves it too)
     host: str = "127.0.0.1"  # API bind address for `tagdistill up` (keep it local unless API keys are set)
     # "owner:key,owner:key": with any key set, every route but /health, the docs and the dashboard's
@@ -29,14 +34,28 @@ class Settings(BaseSettings):
     admin_keys: SecretStr = SecretStr("")  # "name:key" or "key": these keys see every record
     redis_timeout_s: float = Field(10.0, gt=0)  # a Redis call slower than this is a 503, not a hang
     max_upload_mb: float = Field(200, gt=0)  # limit on one dataset upload, all files together (413 above)
+    max_entity_types: int = Field(500, ge=1)  # entity types of one dataset (an upload with more is a 422)
     max_predict_inputs: int = Field(256, ge=1)  # texts or token lists per POST /predict
     max_predict_chars: int = Field(20_000, ge=1)  # characters per text (or per joined token list)
+    max_predict_total_chars: int = Field(200_000, ge=1)  # characters per POST /predict, all texts together
+    max_teacher_predict_chars: int = Field(20_000, ge=1)  # the same with use_teacher (about 10x slower)
+    predict_time_limit_s: float = Field(30.0, gt=0)  # a POST /predict still tagging after this is a 503
     model_cache_size: int = Field(4, ge=1)  # models kept loaded in the API process (LRU)
     job_time_limit_s: int = Field(24 * 3600, ge=60)  # soft limit of one job; the job fails past it
     heartbeat_s: float = Field(2.0, gt=0)  # how often a running job and each worker report in
     heartbeat_timeout_s: float = Field(60.0, gt=0)  # a running job silent this long is requeued or failed
     max_attempts: int = Field(3, ge=1)  # runs of a job whose workers vanish, before it is marked failed
     idempotency_ttl_s: int = Field(24 * 3600, ge=1)  # how long an Idempotency-Key maps to its job
+    # quotas of each owner (API key; the open service is one owner), answered with 429 and Retry-After
+    max_active_jobs: int = Field(20, ge=1)  # jobs queued or running at once
+    max_uploads_per_hour: int = Field(200, ge=1)  # POST /datasets, accepted or not
+    # upper bounds on job configs, checked at submission (jobstore/limits.py)
+    max_epochs: int = Field(1000, ge=1)  # teacher.epochs and distill.epochs
+    max_steps: int = Field(1_000_000, ge=1)  # teacher.min_steps and distill.min_steps
+    max_batch_size: int = Field(4096, ge=1)  # sentences per batch, teacher and student
+    max_window: int = Field(4096, ge=16)  # teacher.max_length and teacher.stride, in sub-tokens
+    max_width: int = Field(4096, ge=1)  # the student's embedding and hidden sizes
+    max_vocab: int = Field(2_000_000, ge=100)  # student.max_vocab
     torch_threads: int | None = Field(None, ge=1)  # torch CPU threads in the worker (None: torch's default)
     log_level: str = "INFO"
 
@@ -53,6 +72,11 @@ class Settings(BaseSettings):
     @property
     def broker(self) -> str:
         return self.broker_url or self.redis_url
+
+    @property
+    def data(self) -> DataDir:
+        """The data directory, with the folders base models may also come from."""
+        return DataDir(self.data_dir, [Path(p) for p in self.model_roots.split(os.pathsep) if p])
 
     @property
     def max_upload_bytes(self) -> int:

@@ -39,6 +39,7 @@ from pydantic import BaseModel
 from pydantic_core import to_jsonable_python
 
 from jobstore.records import TERMINAL, Dataset, Event, Job, Model, WorkerInfo, utcnow
+from tagdistill.config import JobConfig
 
 R = TypeVar("R", bound=BaseModel)
 
@@ -53,6 +54,14 @@ class Conflict(RuntimeError):
 
 class IdempotencyMismatch(ValueError):
     """An Idempotency-Key was sent again with a different body."""
+
+
+class QuotaExceeded(RuntimeError):
+    """An owner's quota is used up; ``retry_after_s`` says when to try again (an estimate)."""
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 def _encode(fields: dict[str, Any]) -> dict[str, str]:
@@ -139,6 +148,15 @@ class Store:
                 pipe.zadd(self._index("datasets", ds.owner), {ds.id: seq})
             pipe.execute()
 
+    def count_upload(self, owner: str | None, limit: int) -> None:
+        """Count one upload of ``owner`` in this hour; QuotaExceeded past ``limit`` in the hour."""
+        hour, into = divmod(int(time.time()), 3600)
+        key = self.p + f"uploads:{owner or ''}:{hour}"
+        with self.r.pipeline() as pipe:
+            count, _ = pipe.incr(key).expire(key, 3600).execute()
+        if count > limit:
+            raise QuotaExceeded(f"{limit} uploads in this hour already", 3600 - into)
+
     def get_dataset(self, dataset_id: str, only: str | None = None) -> Dataset:
         ds = self._read(self.p + f"dataset:{dataset_id}", Dataset, only)
         if ds is None:
@@ -176,15 +194,18 @@ class Store:
     def create_job(
         self,
         dataset_id: str,
-        config: dict[str, Any],
+        config: JobConfig,
         idempotency_key: str | None,
         fingerprint: str,
         ttl_s: int,
         owner: str | None = None,
+        max_active: int | None = None,
     ) -> tuple[Job, bool]:
         """A new queued job, or (with an Idempotency-Key seen before) the job it made; True when new.
 
-        Idempotency keys are per owner: another owner's key never returns this owner's job.
+        Idempotency keys are per owner: another owner's key never returns this owner's job. With
+        ``max_active``, QuotaExceeded when the owner already has that many jobs queued or running
+        (counted in the same transaction, so concurrent requests cannot overshoot).
         """
         ds_key = self.p + f"dataset:{dataset_id}"
         idem = self.p + "idem:" + (f"{owner}:" if owner is not None else "") + str(idempotency_key)
@@ -207,6 +228,8 @@ class Store:
                     return None
             if not pipe.exists(ds_key):
                 raise NotFound(f"no dataset {dataset_id!r}")
+            if max_active is not None and sum(pipe.zcard(k) for k in active) >= max_active:
+                raise QuotaExceeded(f"{max_active} jobs queued or running already; wait for one to end", 30)
             pipe.multi()
             pipe.hset(self.p + f"job:{job.id}", mapping=_encode(_dump(job)))
             for who in {None, owner}:
@@ -218,7 +241,8 @@ class Store:
             self._event(pipe, job.id, "status", {"status": "queued"})
             return job
 
-        watched = [ds_key, idem] if idempotency_key is not None else [ds_key]
+        active = [self._index("jobs", owner, status) for status in ("queued", "running")]
+        watched = [ds_key, *active] + ([idem] if idempotency_key is not None else [])
         created = self.r.transaction(tx, *watched, value_from_callable=True)
         if created is not None:
             return created, True
@@ -230,6 +254,14 @@ class Store:
         if job is None:
             raise NotFound(f"no job {job_id!r}")
         return job
+
+    def owns(self, kind: str, record_id: str, owner: str) -> bool:
+        """Whether the job or dataset (``kind`` "job" | "dataset") exists and is ``owner``'s."""
+        try:
+            (self.get_job if kind == "job" else self.get_dataset)(record_id, owner)
+        except NotFound:
+            return False
+        return True
 
     def list_jobs(
         self, status: str | None, cursor: str | None, limit: int, only: str | None = None
@@ -246,11 +278,12 @@ class Store:
         check: Callable[[Job], bool] | None = None,
         note: dict[str, Any] | None = None,
         next_attempt: bool = False,
+        also: Callable[[redis.client.Pipeline], None] | None = None,
         **fields: Any,
     ) -> tuple[Job, bool]:
         """Set ``fields`` (and move to ``status``) if the job's status is in ``allowed`` and
         ``check(job)`` holds, all in one transaction. ``next_attempt`` adds one to ``attempts``;
-        ``note`` goes into the status event.
+        ``note`` goes into the status event; ``also`` adds writes to the same transaction.
 
         Returns the job as it is afterwards and whether it changed.
         """
@@ -284,6 +317,8 @@ class Store:
                 event = {"status": status, **({"error": fields["error"]} if fields.get("error") else {}),
                          **({"attempt": changes["attempts"]} if next_attempt else {}), **(note or {})}
                 self._event(pipe, job_id, "status", event)
+            if also is not None:
+                also(pipe)
             return after, True
 
         return self.r.transaction(tx, key, value_from_callable=True)
@@ -298,13 +333,26 @@ class Store:
         )
         return after if changed else None
 
-    def finish_job(self, job_id: str, status: str, attempt: int | None = None, **fields: Any) -> Job:
+    def finish_job(
+        self, job_id: str, status: str, attempt: int | None = None, model: Model | None = None, **fields: Any
+    ) -> Job:
         """End the job in ``status``; with ``attempt``, only while that attempt is the job's current
-        one (a run that was given up on and requeued cannot end the run that replaced it)."""
+        one (a run that was given up on and requeued cannot end the run that replaced it).
+
+        With ``model`` (a succeeded run's), the model record is written in the same transaction, and
+        only if no cancel was asked for: a job has at most one model, and a cancelled job none. The
+        job as it is afterwards tells whether it ended (its status) or is still running (cancelled).
+        """
         if attempt is None:
             return self.transition(job_id, {"queued", "running"}, status, **fields)[0]
-        check = lambda job: job.attempts == attempt  # noqa: E731
-        return self.transition(job_id, {"running"}, status, check=check, **fields)[0]
+        if model is None:
+            check = lambda job: job.attempts == attempt  # noqa: E731
+            return self.transition(job_id, {"running"}, status, check=check, **fields)[0]
+        seq = self._seq()
+        check = lambda job: job.attempts == attempt and not job.cancel_requested  # noqa: E731
+        also = lambda pipe: self._write_model(pipe, model, seq)  # noqa: E731
+        fields["model_id"] = model.id
+        return self.transition(job_id, {"running"}, status, check=check, also=also, **fields)[0]
 
     def request_cancel(self, job_id: str) -> Job:
         """Cancel a queued job at once; ask a running one to stop. Conflict when already finished."""
@@ -386,12 +434,14 @@ class Store:
     # models
 
     def add_model(self, model: Model) -> None:
-        seq = self._seq()
         with self.r.pipeline() as pipe:
-            pipe.hset(self.p + f"model:{model.id}", mapping=_encode(_dump(model)))
-            for who in {None, model.owner}:
-                pipe.zadd(self._index("models", who), {model.id: seq})
+            self._write_model(pipe, model, self._seq())
             pipe.execute()
+
+    def _write_model(self, pipe: redis.client.Pipeline, model: Model, seq: int) -> None:
+        pipe.hset(self.p + f"model:{model.id}", mapping=_encode(_dump(model)))
+        for who in {None, model.owner}:
+            pipe.zadd(self._index("models", who), {model.id: seq})
 
     def get_model(self, model_id: str | None, only: str | None = None) -> Model:
         """The model ``model_id``, or the newest one (of ``only``'s, when given) when None."""

@@ -10,10 +10,10 @@
 
 It needs a trained model. Either run a job first (``make demo`` with the stack left up, or any
 job through the API), or pass ``--train-tiny``: the sample dataset is uploaded and a job with a
-tiny, randomly initialised BERT teacher (built locally, no download) is run, about a minute on
-one core. Loopback only::
+tiny, randomly initialised BERT teacher (built locally in the temporary folder, which the service
+must accept as a model root, no download) is run, about a minute on one core. Loopback only::
 
-    tagdistill up --port 8123 --data-dir /tmp/loaddata &
+    TAGDISTILL_MODEL_ROOTS=/tmp tagdistill up --port 8123 --data-dir /tmp/loaddata &
     python scripts/load_test.py --url http://127.0.0.1:8123 --train-tiny   # --duration 60 by default
     kill %1
 

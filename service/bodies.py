@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from jobstore.records import Dataset, Job, Model, WorkerInfo
+from jobstore.records import Dataset, JobView, Model, WorkerInfo
 
 
 class DatasetList(BaseModel):
@@ -15,7 +15,7 @@ class DatasetList(BaseModel):
 
 
 class JobList(BaseModel):
-    items: list[Job]
+    items: list[JobView]
     next_cursor: str | None
 
 

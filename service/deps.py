@@ -14,7 +14,6 @@ from jobstore.broker import celery_client
 from jobstore.layout import DataDir
 from jobstore.settings import Settings, get_settings
 from jobstore.store import Store
-from service.errors import invalid
 from service.predictor import ModelCache
 
 
@@ -26,7 +25,7 @@ def get_store() -> Store:
 
 @lru_cache
 def get_data_dir() -> DataDir:
-    return DataDir(get_settings().data_dir)
+    return get_settings().data
 
 
 @lru_cache
@@ -47,17 +46,18 @@ T = TypeVar("T")
 class Page:
     """The query parameters of every list route: a cursor from the previous page and a size."""
 
-    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None
+    # A cursor is a seq in Redis: read as an ASCII decimal in int64 range here, so "²" or "1e99"
+    # is a 422 on this parameter rather than a Redis error (str.isdigit would let "²" through).
+    cursor: Annotated[
+        int | None, Query(ge=0, lt=2**63, description="next_cursor of the previous page")
+    ] = None
     limit: Annotated[int, Query(ge=1, le=100)] = 20
 
     def fetch(
         self, lister: Callable[[str | None, int], tuple[list[T], str | None]]
     ) -> tuple[list[T], str | None]:
-        """``lister(cursor, limit)``; a cursor it cannot read is a 422 on that parameter."""
-        try:
-            return lister(self.cursor, self.limit)
-        except ValueError as exc:
-            raise invalid(["query", "cursor"], str(exc)) from None
+        """``lister(cursor, limit)``, with the cursor as the store's string."""
+        return lister(None if self.cursor is None else str(self.cursor), self.limit)
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]

@@ -13,7 +13,7 @@ import redis
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 
-from jobstore.store import Conflict, IdempotencyMismatch, NotFound
+from jobstore.store import Conflict, IdempotencyMismatch, NotFound, QuotaExceeded
 
 log = logging.getLogger("tagdistill.api")
 
@@ -26,6 +26,11 @@ def add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(NotFound)
     def _not_found(_: Request, exc: NotFound) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=404)
+
+    @app.exception_handler(QuotaExceeded)
+    def _quota(_: Request, exc: QuotaExceeded) -> JSONResponse:
+        headers = {"Retry-After": str(exc.retry_after_s)}
+        return JSONResponse({"detail": f"quota: {exc}"}, status_code=429, headers=headers)
 
     @app.exception_handler(Conflict)
     def _conflict(_: Request, exc: Conflict) -> JSONResponse:

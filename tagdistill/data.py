@@ -140,6 +140,12 @@ def _read_jsonl(path: Path, name: str, labeled: bool) -> list[Sentence]:
             record = json.loads(text)
         except json.JSONDecodeError as e:
             raise DataError(name, number, f"not JSON: {e.msg} at column {e.colno}") from None
+        # json stops at the interpreter's recursion limit (about 1,000 levels) before the stack runs
+        # out, so deep nesting needs no scan of its own; a sentence is 2 levels deep.
+        except RecursionError:
+            raise DataError(name, number, "not a sentence: JSON nested too deep") from None
+        except ValueError:  # an integer of over 4,300 digits (sys.get_int_max_str_digits)
+            raise DataError(name, number, "not a sentence: a number with too many digits") from None
         if not isinstance(record, dict):
             raise DataError(name, number, 'expected an object like {"tokens": [...], "tags": [...]}')
         tokens = record.get("tokens")
@@ -154,6 +160,10 @@ def _read_jsonl(path: Path, name: str, labeled: bool) -> list[Sentence]:
                 raise DataError(name, number, f"{len(tokens)} tokens but {len(tags)} tags")
             for tag in tags:
                 _check_tag(tag, name, number)
+        try:  # json reads "\ud800" as a lone surrogate, which fails later wherever it is encoded
+            "".join(tokens + (tags or [])).encode()
+        except UnicodeEncodeError:
+            raise DataError(name, number, "a lone surrogate (such as \\ud800) is not text") from None
         sentences.append(Sentence(tokens, tags, line=number))
     return sentences
 

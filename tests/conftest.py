@@ -49,6 +49,12 @@ def wait_for(check: Callable[[], Any], timeout_s: float, what: str, every_s: flo
         time.sleep(every_s)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def model_roots(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Every API and worker the tests start may load base models (tiny BERTs) from the tests' folders."""
+    os.environ["TAGDISTILL_MODEL_ROOTS"] = str(tmp_path_factory.getbasetemp())
+
+
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if answers(TEST_REDIS_URL):
@@ -77,18 +83,18 @@ def service_env(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
         "TAGDISTILL_HEARTBEAT_TIMEOUT_S": "30",
         "TAGDISTILL_MAX_UPLOAD_MB": "2",
         "TAGDISTILL_MAX_PREDICT_INPUTS": "64",
+        "TAGDISTILL_MAX_UPLOADS_PER_HOUR": "100000",  # the quotas have a test of their own (test_auth)
+        "TAGDISTILL_MAX_ACTIVE_JOBS": "1000",
         "OMP_NUM_THREADS": "1",
         "HF_HUB_OFFLINE": "1",
         "TOKENIZERS_PARALLELISM": "false",
     }
     yield env
     client = redis.Redis.from_url(redis_url)
-    prefix, queue = env["TAGDISTILL_KEY_PREFIX"], env["TAGDISTILL_QUEUE"]
-    job_ids = [j.decode() for j in client.zrange(prefix + "jobs", 0, -1)]
-    keys = [*client.scan_iter(match=prefix + "*", count=1000), queue]
-    keys += client.scan_iter(match=f"_kombu.binding*.{queue}")
-    keys += [f"celery-task-meta-{j}" for j in job_ids]
-    client.delete(*keys)
+    # the Store's keys and Celery's (queue, bindings, results) all start with the prefix
+    keys = list(client.scan_iter(match=env["TAGDISTILL_KEY_PREFIX"] + "*", count=1000))
+    if keys:
+        client.delete(*keys)
 
 
 @pytest.fixture(scope="session")
@@ -173,9 +179,15 @@ def start_api(env: dict[str, str], log_path: Path, healthy_status: int = 200) ->
 
 
 @pytest.fixture(scope="session")
-def api(service_env: dict[str, str], worker: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def api_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the session's API writes its log (JSON lines)."""
+    return tmp_path_factory.mktemp("logs") / "api.log"
+
+
+@pytest.fixture(scope="session")
+def api(service_env: dict[str, str], worker: str, api_log: Path) -> Iterator[str]:
     """The API under uvicorn on a free port; yields its base URL."""
-    proc, url = start_api(service_env, tmp_path_factory.mktemp("logs") / "api.log")
+    proc, url = start_api(service_env, api_log)
     yield url
     _stop(proc)
 

@@ -65,7 +65,7 @@ def team_a_dataset(keyed_api: str) -> dict[str, Any]:
 def team_a_model(keyed_api: str, team_a_dataset: dict[str, Any], store, settings) -> Iterator[dict[str, Any]]:
     """A model record of team-a whose student is a small, untrained BiLSTM (no training needed)."""
     from jobstore.records import Model, utcnow
-    from tagdistill.config import StudentConfig
+    from tagdistill.config import JobConfig, StudentConfig
     from tagdistill.student import NeuralTagger
     from tagdistill.tagger import save_student
     from tagdistill.vocab import Vocab
@@ -78,7 +78,7 @@ def team_a_model(keyed_api: str, team_a_dataset: dict[str, Any], store, settings
         id=store.new_id("mdl"), job_id=job_dir.name, dataset_id=team_a_dataset["id"], owner="team-a",
         created_at=utcnow(), labels=labels, student_path=f"jobs/{job_dir.name}/student",
         teacher_path=f"jobs/{job_dir.name}/teacher", teacher={}, student={}, speedup={}, seconds={},
-        device="cpu", config={},
+        device="cpu", config=JobConfig(dataset_id=team_a_dataset["id"]),
     )
     store.add_model(model)
     yield model.model_dump(mode="json")
@@ -185,7 +185,7 @@ def test_jobs_use_only_the_callers_datasets_and_stay_private(
             (Path(settings.data_dir) / teacher_dir).mkdir(parents=True, exist_ok=True)
             response = b.post("/jobs", json={"dataset_id": b_ds["id"], **change})
             assert response.status_code == 422, response.text
-            assert "not in one of your jobs or datasets" in response.json()["detail"][0]["msg"]
+            assert "in your jobs, your datasets or shared/" in response.json()["detail"][0]["msg"]
         # its owner gets past that check (and then fails on the empty folder only at run time)
         own = a.post("/jobs", json={"dataset_id": team_a_dataset["id"], "teacher": {"path": teacher_dir}})
         assert own.status_code == 202, own.text
@@ -227,3 +227,42 @@ def test_a_10_mb_line_is_422_naming_file_and_line(as_, team_a_dataset: dict[str,
     assert error["loc"] == ["body", "train"] and error["line"] == 3
     assert "train.conll, line 3: line longer than" in error["msg"]
     assert a.get(f"/datasets/{team_a_dataset['id']}").json() == team_a_dataset  # nothing else touched
+
+
+@pytest.fixture(scope="module")
+def quota_api(service_env: dict[str, str], tmp_path_factory) -> Iterator[str]:
+    """An API with keys and small quotas, with a key prefix and queue of its own (no worker: jobs wait)."""
+    import redis
+
+    tag = secrets.token_hex(4)
+    env = {
+        **service_env,
+        "TAGDISTILL_API_KEYS": ",".join(f"{owner}:{key}" for owner, key in KEYS.items()),
+        "TAGDISTILL_KEY_PREFIX": f"tdquota-{tag}:", "TAGDISTILL_QUEUE": f"tdquota-{tag}",
+        "TAGDISTILL_MAX_ACTIVE_JOBS": "2", "TAGDISTILL_MAX_UPLOADS_PER_HOUR": "3",
+    }
+    proc, url = start_api(env, tmp_path_factory.mktemp("logs") / "quota-api.log")
+    yield url
+    _stop(proc)
+    client = redis.Redis.from_url(service_env["TAGDISTILL_REDIS_URL"])
+    client.delete(*client.scan_iter(match=f"*tdquota-{tag}*", count=1000))
+
+
+def test_quotas_are_per_key_and_answered_with_429_and_retry_after(quota_api: str) -> None:
+    with (httpx.Client(base_url=quota_api, timeout=60, headers=auth("team-a")) as a,
+          httpx.Client(base_url=quota_api, timeout=60, headers=auth("team-b")) as b):
+        uploads = [upload_sample(a) for _ in range(3)]
+        assert [r.status_code for r in uploads] == [201] * 3
+        over = upload_sample(a)
+        assert over.status_code == 429 and "3 uploads in this hour" in over.json()["detail"]
+        assert 0 < int(over.headers["Retry-After"]) <= 3600
+        assert upload_sample(b).status_code == 201  # another key's quota is its own
+
+        dataset_id = uploads[0].json()["id"]
+        jobs = [a.post("/jobs", json={"dataset_id": dataset_id}) for _ in range(2)]
+        assert [r.status_code for r in jobs] == [202, 202]
+        third = a.post("/jobs", json={"dataset_id": dataset_id})
+        assert third.status_code == 429 and "2 jobs queued or running" in third.json()["detail"]
+        assert int(third.headers["Retry-After"]) > 0
+        assert a.post(f"/jobs/{jobs[0].json()['id']}/cancel").status_code == 202
+        assert a.post("/jobs", json={"dataset_id": dataset_id}).status_code == 202  # room again

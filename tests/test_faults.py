@@ -40,6 +40,7 @@ def stack(redis_url: str, tmp_path: Path) -> Iterator[dict[str, Any]]:
         "TAGDISTILL_QUEUE": f"tdfault-{tag}", "TAGDISTILL_TORCH_THREADS": "1",
         "TAGDISTILL_HEARTBEAT_S": "0.5", "TAGDISTILL_HEARTBEAT_TIMEOUT_S": str(HEARTBEAT_TIMEOUT_S),
         "TAGDISTILL_MAX_ATTEMPTS": "3", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
+        "TAGDISTILL_MAX_WIDTH": "1000000",  # the out-of-memory test asks for a far too big student
         "TOKENIZERS_PARALLELISM": "false",
     }
     store = Store.from_url(redis_url, env["TAGDISTILL_KEY_PREFIX"])
@@ -52,10 +53,10 @@ def stack(redis_url: str, tmp_path: Path) -> Iterator[dict[str, Any]]:
             if proc.poll() is None:
                 _stop(proc)
         client = redis.Redis.from_url(redis_url)
-        prefix, queue = env["TAGDISTILL_KEY_PREFIX"], env["TAGDISTILL_QUEUE"]
-        keys = [*client.scan_iter(match=prefix + "*", count=1000), queue]
-        keys += client.scan_iter(match=f"_kombu.binding*.{queue}")
-        client.delete(*keys)
+        # the Store's keys and Celery's (queue, bindings, results) all start with the prefix
+        keys = list(client.scan_iter(match=env["TAGDISTILL_KEY_PREFIX"] + "*", count=1000))
+        if keys:
+            client.delete(*keys)
 
 
 def _worker(stack: dict[str, Any], name: str, workers: dict[str, subprocess.Popen]) -> None:

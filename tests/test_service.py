@@ -85,7 +85,8 @@ def test_job_runs_to_success_and_its_student_tags(
 ) -> None:
     assert trained["progress"]["fraction"] == 1.0
     assert trained["started_at"] and trained["finished_at"] and trained["attempts"] == 1
-    assert {"teacher", "student", "report"} <= set(trained["metrics"])
+    assert {"teacher", "student"} <= set(trained["metrics"]) and "report" not in trained["metrics"]
+    assert "heartbeat_at" not in trained and "seq" not in trained  # the workers' bookkeeping stays inside
     model = client.get(f"/models/{trained['model_id']}").json()
     assert model["job_id"] == trained["id"] and model["dataset_id"] == dataset["id"]
     assert model["student"]["test"]["f1"] > 0.5  # the student learns the sample data from gold + teacher
@@ -100,8 +101,7 @@ def test_job_runs_to_success_and_its_student_tags(
         assert model["student"]["dev"]["f1"] >= model["baseline"]["dev"]["f1"]
     else:
         assert model["student"] == model["baseline"]
-    assert trained["metrics"]["report"]["distillation_gain"]["test"]["f1"] == gain
-    assert trained["metrics"]["report"]["served"] == model["served"]
+    assert model["config"] == trained["config"]  # the config as submitted, typed, in both records
 
     response = client.post("/predict", json={"model_id": model["id"], "texts": [KNOWN]})
     assert response.status_code == 200, response.text
@@ -278,13 +278,22 @@ def test_predict_with_an_unknown_model_is_404(client: httpx.Client) -> None:
         ({"dataset_id": None}, ["body"], "a job needs a dataset_id"),
         ({"data": {"train": "/etc/passwd", "dev": "/etc/passwd"}}, ["body", "data"], "POST /datasets"),
         ({"teacher": {"path": "../../etc"}}, ["body", "teacher", "path"], "outside the data directory"),
-        ({"teacher": {"path": "jobs/none"}}, ["body", "teacher", "path"], "does not exist"),
+        ({"teacher": {"path": "jobs/none"}}, ["body", "teacher", "path"], "does not exist in your jobs"),
         ({"teacher": {"epochs": -3}}, ["body", "teacher", "epochs"], "greater than or equal"),
-        ({"teacher": {"base_model": "/no/such/model"}}, ["body", "teacher", "base_model"], "a folder on the"),
+        ({"teacher": {"base_model": "/no/such/model"}}, ["body", "teacher", "base_model"], "MODEL_ROOTS"),
+        ({"teacher": {"base_model": "/etc"}}, ["body", "teacher", "base_model"], "MODEL_ROOTS"),
+        ({"teacher": {"base_model": "jobs/job_x"}}, ["body", "teacher", "base_model"], "in your jobs"),
         ({"teacher": {"base_model": "../up/there"}}, ["body", "teacher", "base_model"], "Hugging Face"),
         ({"teacher": {"base_model": "a\u0000" + "b" * 5000}}, ["body", "teacher", "base_model"], "minilm"),
         ({"teacher": {"path": "x\u0000y"}}, ["body", "teacher", "path"], "not a usable path"),
         ({"student": {"embeddings": "v" * 300}}, ["body", "student", "embeddings"], "does not exist"),
+        # bounds: the schema's, then this service's (TAGDISTILL_MAX_*)
+        ({"seed": 2**70}, ["body", "seed"], "less than"),
+        ({"distill": {"learning_rate": "inf"}}, ["body", "distill", "learning_rate"], "finite"),
+        ({"distill": {"epochs": 10**9}}, ["body", "distill", "epochs"], "TAGDISTILL_MAX_EPOCHS"),
+        ({"teacher": {"min_steps": 10**28}}, ["body", "teacher", "min_steps"], "TAGDISTILL_MAX_STEPS"),
+        ({"student": {"hidden": 10**9}}, ["body", "student", "hidden"], "TAGDISTILL_MAX_WIDTH"),
+        ({"teacher": {"max_length": 10**9}}, ["body", "teacher", "max_length"], "TAGDISTILL_MAX_WINDOW"),
     ],
 )
 def test_bad_configs_are_422_naming_the_field(
@@ -295,6 +304,14 @@ def test_bad_configs_are_422_naming_the_field(
     error = response.json()["detail"][0]
     assert error["loc"][: len(loc)] == loc
     assert words in error["msg"]
+
+
+@pytest.mark.skipif(any(Path("/dev").glob("nvidia[0-9]*")), reason="this machine has a GPU")
+def test_a_cuda_job_is_422_when_no_worker_has_a_gpu(client: httpx.Client, dataset: dict[str, Any]) -> None:
+    response = client.post("/jobs", json={"dataset_id": dataset["id"], "device": "cuda"})
+    assert response.status_code == 422, response.text
+    error = response.json()["detail"][0]
+    assert error["loc"] == ["body", "device"] and "has a GPU" in error["msg"]
 
 
 def test_malformed_json_is_422(client: httpx.Client) -> None:
@@ -321,6 +338,8 @@ def _files(**overrides: bytes | None) -> dict[str, tuple[str, bytes]]:
         (_files(train=b"Paris O\nis O\n"), ["body", "train"], "no entities"),
         (_files(dev=b"Paris B-FOOD\n"), ["body", "dev"], "entity type FOOD does not occur in train.conll"),
         (_files(train=b"Paris\tB-LOC\nis\n"), ["body", "train"], "line 2: 1 columns"),
+        (_files(train=b"".join(b"w B-T%d\n" % i for i in range(501)), dev=b"w B-T0\n"), ["body", "train"],
+         "501 entity types; at most 500"),
     ],
 )
 def test_bad_files_are_422_naming_file_and_line(
@@ -377,6 +396,8 @@ def test_upload_over_the_size_limit_is_413(client: httpx.Client, settings, datas
         ({}, "exactly one"),
         ({"tokens": [["Paris", ""]]}, "tokens[0]"),
         ({"texts": ["Paris"] * 65}, "at most 64"),
+        ({"texts": ["x" * 19_000] * 11}, "209000 characters in all; at most 200000 a request to the student"),
+        ({"texts": ["x" * 15_000] * 2, "use_teacher": True}, "at most 20000 a request to the teacher"),
         ({"texts": ["Paris"], "beam": 3}, "Extra inputs"),
     ],
 )
@@ -384,6 +405,21 @@ def test_bad_predict_requests_are_422(client: httpx.Client, body: dict, words: s
     response = client.post("/predict", json=body)
     assert response.status_code == 422, response.text
     assert words in json.dumps(response.json()["detail"])
+
+
+def test_a_predict_whose_client_hangs_up_is_abandoned(
+    api: str, api_log: Path, trained: dict[str, Any]
+) -> None:
+    texts = [" ".join([KNOWN] * 200)] * 10  # 10 pieces of work of 18,000 characters, seconds in all
+    with httpx.Client(base_url=api, timeout=0.5) as impatient, pytest.raises(httpx.ReadTimeout):
+        impatient.post("/predict", json={"model_id": trained["model_id"], "texts": texts})
+
+    def abandoned() -> dict[str, Any] | None:
+        lines = [json.loads(line) for line in api_log.read_text().splitlines() if line.startswith("{")]
+        return next((e for e in lines if e.get("message", "").startswith("predict abandoned")), None)
+
+    entry = wait_for(abandoned, 20, "the API to give up the request")
+    assert entry["done"] < entry["of"] == 10
 
 
 @pytest.mark.slow

@@ -9,8 +9,9 @@ from datetime import timedelta
 import pytest
 from conftest import wait_for
 
-from jobstore.records import Dataset, utcnow
-from jobstore.store import Conflict, Store
+from jobstore.records import Dataset, Model, utcnow
+from jobstore.store import Conflict, NotFound, Store
+from tagdistill.config import JobConfig
 from tagdistill.progress import Cancelled
 from worker.progress import STAGE_WEIGHTS, Heartbeat, RedisProgress
 
@@ -23,7 +24,7 @@ def job_id(store: Store) -> str:
         tag_column=-1, size_bytes=0, stats={},
     )
     store.add_dataset(ds)
-    job, created = store.create_job(ds.id, {"dataset_id": ds.id}, None, "f", 60)
+    job, created = store.create_job(ds.id, JobConfig(dataset_id=ds.id), None, "f", 60)
     assert created
     return job.id
 
@@ -59,6 +60,40 @@ def test_a_cancel_reaches_the_job_through_the_heartbeat(store: Store, job_id: st
     assert store.finish_job(job_id, "cancelled").status == "cancelled"
     with pytest.raises(Conflict):
         store.request_cancel(job_id)
+
+
+def _model(store: Store, job_id: str) -> Model:
+    return Model(
+        id=store.new_id("mdl"), job_id=job_id, dataset_id="ds", created_at=utcnow(), labels=["O"],
+        student_path="s", teacher_path="t", teacher={}, student={}, speedup={}, seconds={}, device="cpu",
+        config=JobConfig(dataset_id="ds"),
+    )
+
+
+def test_only_the_current_run_registers_a_model_and_ends_the_job(store: Store, job_id: str, settings) -> None:
+    store.claim_job(job_id, "lost@host")
+    _silence(store, job_id, settings)
+    assert store.reap_stale(settings.heartbeat_timeout_s, max_attempts=2).requeued == [job_id]
+    late = _model(store, job_id)  # the first run, still alive through an outage, finishes after its requeue
+    assert store.finish_job(job_id, "succeeded", attempt=1, model=late).status == "queued"
+    store.claim_job(job_id, "other@host")
+    assert store.finish_job(job_id, "succeeded", attempt=1, model=late).status == "running"
+    with pytest.raises(NotFound):
+        store.get_model(late.id)
+    current = _model(store, job_id)
+    job = store.finish_job(job_id, "succeeded", attempt=2, model=current)
+    assert job.status == "succeeded" and job.model_id == current.id
+    assert store.get_model(current.id).job_id == job_id  # one model for the job: the current run's
+
+
+def test_a_cancel_during_the_last_stage_leaves_no_model(store: Store, job_id: str) -> None:
+    store.claim_job(job_id, "w1")
+    store.request_cancel(job_id)  # while the run evaluates, after its last progress check
+    model = _model(store, job_id)
+    assert store.finish_job(job_id, "succeeded", attempt=1, model=model).status == "running"
+    with pytest.raises(NotFound):
+        store.get_model(model.id)
+    assert store.finish_job(job_id, "cancelled", attempt=1).status == "cancelled"
 
 
 def test_a_queued_job_is_cancelled_at_once_and_never_claimed(store: Store, job_id: str) -> None:
@@ -120,3 +155,29 @@ def test_a_cancelled_job_whose_worker_vanished_is_cancelled_not_requeued(
     _silence(store, job_id, settings)
     assert store.reap_stale(settings.heartbeat_timeout_s, max_attempts=3).failed == [job_id]
     assert store.get_job(job_id).status == "cancelled"
+
+
+def test_deliveries_of_ended_jobs_are_dropped_before_the_pool_and_a_requeue_still_runs(
+    store: Store, settings, worker: str
+) -> None:
+    from jobstore.broker import celery_client, enqueue_job
+
+    celery = celery_client(settings)
+    ids = []
+    for _ in range(3):
+        ds = Dataset(id=store.new_id("ds"), created_at=utcnow(), files={}, format="conll",
+                     unlabeled_format="text", tag_column=-1, size_bytes=0, stats={})
+        store.add_dataset(ds)
+        job, _ = store.create_job(ds.id, JobConfig(dataset_id=ds.id), None, "f", 60)
+        store.request_cancel(job.id)  # cancelled while its message is still on the way
+        enqueue_job(celery, job.id, settings.queue)
+        ids.append(job.id)
+    for job_id in ids:  # revoked in the worker's main process: no pool process spent on them
+        wait_for(lambda j=job_id: celery.AsyncResult(j).state == "REVOKED", 120, f"{job_id} dropped")
+
+    # the same job id queued again (as a requeue does) is not remembered as revoked: it runs
+    store.transition(ids[0], {"cancelled"}, "queued", cancel_requested=False)
+    enqueue_job(celery, ids[0], settings.queue)
+    ended = wait_for(lambda: store.get_job(ids[0]).status in ("failed", "succeeded"), 120, "the requeued run")
+    assert ended and store.get_job(ids[0]).attempts == 1  # it ran (and failed: its dataset has no files)
+    assert celery.AsyncResult(ids[0]).state == "SUCCESS"

@@ -11,14 +11,17 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from pathlib import Path
 from typing import Any
 
 from celery import Celery
 from celery.signals import setup_logging as setup_logging_signal
-from celery.signals import worker_ready, worker_shutdown
+from celery.signals import task_received, task_revoked, worker_ready, worker_shutdown
+from celery.worker import state as worker_state
 
 from jobstore.broker import RUN_JOB, celery_config
 from jobstore.logs import setup_logging
+from jobstore.records import TERMINAL
 from jobstore.settings import get_settings
 from jobstore.store import Store
 from worker.sweep import sweep
@@ -38,7 +41,10 @@ class _ReportIn:
     def __init__(self, name: str) -> None:
         self.name = name
         self.store = Store.from_url(settings.redis_url, settings.key_prefix)
-        self.info = {"pid": os.getpid(), "queues": [settings.queue]}
+        # whether jobs may ask for device "cuda" here: NVIDIA's device files, as this process keeps torch
+        # (and its CUDA initialisation) out so that the pool forks cleanly
+        cuda = any(Path("/dev").glob("nvidia[0-9]*"))
+        self.info = {"pid": os.getpid(), "queues": [settings.queue], "cuda": cuda}
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, name="report-in", daemon=True)
 
@@ -71,6 +77,31 @@ def _start_reporting(sender: Any, **_: Any) -> None:
     reporter.thread.start()
     _reporter.append(reporter)
     log.info("worker ready", extra={"worker": sender.hostname, "queue": settings.queue})
+
+
+@task_received.connect
+def _skip_ended_jobs(request: Any, **_: Any) -> None:
+    """Drop the delivery of a job that has ended (cancelled while queued, say) here, in the main process.
+
+    A delivery that reached the pool would cost a pool process (one per job, for its memory) to find
+    out the same: seconds each, so a burst of cancelled jobs would hold up everyone's. A revoked
+    request is acknowledged without running; the id is forgotten once it is (``_forget``), so a later
+    delivery of the same job id (a requeue after a lost worker) runs as usual.
+    """
+    if request.name != RUN_JOB or not _reporter:
+        return
+    try:
+        status = _reporter[0].store.get_job(request.id).status
+    except Exception:  # unknown job, or Redis away: the task itself decides, as it always did
+        return
+    if status in TERMINAL:
+        log.info("job has ended: delivery dropped", extra={"job_id": request.id, "status": status})
+        worker_state.revoked.add(request.id)
+
+
+@task_revoked.connect
+def _forget(request: Any, **_: Any) -> None:
+    worker_state.revoked.discard(request.id)
 
 
 @worker_shutdown.connect

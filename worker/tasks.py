@@ -18,7 +18,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from jobstore.layout import DataDir
 from jobstore.records import Job, Model, utcnow
 from jobstore.settings import get_settings
-from jobstore.store import Store
+from jobstore.store import NotFound, Store
 from tagdistill.config import DataFiles, JobConfig
 from tagdistill.data import DataError
 from tagdistill.progress import Cancelled
@@ -28,22 +28,23 @@ from worker.progress import Heartbeat, RedisProgress
 log = logging.getLogger("tagdistill.worker")
 T = TypeVar("T")
 RETRY_S = 120  # how long the end of a job waits for an unreachable Redis
-# the model record's fields that a succeeded job's metrics["report"] repeats for the job's page
-REPORTED = {"teacher", "student", "speedup", "baseline", "distillation_gain", "served", "warnings"}
 
 
 @celery_app.task(name=RUN_JOB, bind=True)
 def run_job(self: Any, job_id: str) -> dict[str, Any]:
     settings = get_settings()
     store = Store.from_url(settings.redis_url, settings.key_prefix)
-    job = store.claim_job(job_id, self.request.hostname or "worker")
+    try:
+        job = store.claim_job(job_id, self.request.hostname or "worker")
+    except NotFound:  # deleted with its dataset, or sent by hand: nothing to run
+        job = None
     if job is None:
         log.info("job is not queued: delivery ignored", extra={"job_id": job_id})
         return {"job_id": job_id, "ran": False}
     log.info("job started", extra={"job_id": job_id, "attempt": job.attempts})
     started = time.monotonic()
     with Heartbeat(store, job_id, settings.heartbeat_s, job.attempts) as beat:
-        status = execute(store, DataDir(settings.data_dir), job, RedisProgress(store, job_id, beat.cancelled))
+        status = execute(store, settings.data, job, RedisProgress(store, job_id, beat.cancelled))
     seconds = round(time.monotonic() - started, 1)
     log.info("job ended", extra={"job_id": job_id, "status": status, "seconds": seconds})
     return {"job_id": job_id, "ran": True, "status": status}
@@ -61,7 +62,7 @@ def execute(store: Store, data: DataDir, job: Job, progress: RedisProgress) -> s
             torch.set_num_threads(settings.torch_threads)
         cfg, files = retrying(job_inputs, store, data, job)
         report = run_pipeline(cfg, files, data.job(job.id), progress)
-        model = register_model(store, data, job, cfg, report)
+        model = model_record(store, data, job, cfg, report)
     except Cancelled:  # a cancel, or this attempt was given up on (then finish_job changes nothing)
         return retrying(store.finish_job, job.id, "cancelled", job.attempts).status
     except SoftTimeLimitExceeded:
@@ -72,10 +73,13 @@ def execute(store: Store, data: DataDir, job: Job, progress: RedisProgress) -> s
         error = str(exc) if isinstance(exc, DataError) else f"{type(exc).__name__}: {exc}"
         return retrying(store.finish_job, job.id, "failed", job.attempts, error=error).status
     progress.state.fraction, progress.state.eta_s = 1.0, 0.0
-    return retrying(
-        store.finish_job, job.id, "succeeded", job.attempts, model_id=model.id, progress=progress.state,
-        metrics={**progress.metrics, "report": model.model_dump(include=REPORTED, mode="json")},
-    ).status
+    ended = retrying(
+        store.finish_job, job.id, "succeeded", job.attempts, model=model, progress=progress.state,
+        metrics=progress.metrics,
+    )
+    if ended.status == "running":  # a cancel came after the last check: no model, the job ends cancelled
+        ended = retrying(store.finish_job, job.id, "cancelled", job.attempts)
+    return ended.status
 
 
 def retrying(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -93,16 +97,17 @@ def retrying(call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 
 def job_inputs(store: Store, data: DataDir, job: Job) -> tuple[JobConfig, DataFiles]:
     """The job's config with paths made absolute on this machine, and its dataset's files."""
-    cfg = data.resolve_config(JobConfig.model_validate(job.config))
+    cfg = data.resolve_paths(job.config)  # the API checked ownership when the job was submitted
     return cfg, data.dataset_files(store.get_dataset(job.dataset_id))
 
 
-def register_model(store: Store, data: DataDir, job: Job, cfg: JobConfig, report: dict[str, Any]) -> Model:
+def model_record(store: Store, data: DataDir, job: Job, cfg: JobConfig, report: dict[str, Any]) -> Model:
+    """The model a succeeded run registers (with its job's end, in one transaction: ``Store.finish_job``)."""
     from tagdistill.meta import read_meta
 
     student_dir = data.job(job.id) / "student"
     teacher_dir = cfg.teacher.path or data.job(job.id) / "teacher"
-    model = Model(
+    return Model(
         id=store.new_id("mdl"), job_id=job.id, dataset_id=job.dataset_id, owner=job.owner,
         created_at=utcnow(),
         labels=read_meta(student_dir)["labels"],
@@ -112,5 +117,3 @@ def register_model(store: Store, data: DataDir, job: Job, cfg: JobConfig, report
         served=report.get("served"), warnings=report["warnings"],
         seconds=report["seconds"], device=report["device"], config=job.config,
     )
-    retrying(store.add_model, model)
-    return model

@@ -12,7 +12,7 @@ from fastapi import APIRouter, File, Form, Response, UploadFile
 from jobstore.records import Dataset, utcnow
 from service.auth import CallerDep
 from service.bodies import DatasetList
-from service.deps import DataDirDep, PageDep, StoreDep
+from service.deps import DataDirDep, PageDep, SettingsDep, StoreDep
 from service.errors import invalid
 from tagdistill.config import DataFiles, DataFormat
 from tagdistill.data import DataError, dataset_stats, load_dataset
@@ -25,6 +25,7 @@ EXTENSIONS = {"conll": "conll", "jsonl": "jsonl", "text": "txt"}
 @router.post("", status_code=201, response_model=Dataset)
 def upload_dataset(
     store: StoreDep,
+    settings: SettingsDep,
     caller: CallerDep,
     data: DataDirDep,
     train: Annotated[UploadFile, File(description="labeled training sentences")],
@@ -37,6 +38,7 @@ def upload_dataset(
     name: Annotated[str | None, Form(max_length=200, description="free text to recognise it by")] = None,
 ) -> Dataset:
     """Upload and check a dataset; 201 with its id and statistics."""
+    store.count_upload(caller.owner, settings.max_uploads_per_hour)  # 429 past the hour's quota
     uploads = {"train": train, "dev": dev, "test": test, "unlabeled": unlabeled}
     uploads = {split: f for split, f in uploads.items() if f is not None}
     staging = data.tmp() / secrets.token_hex(8)
@@ -50,6 +52,10 @@ def upload_dataset(
             with (staging / files[split]).open("wb") as out:
                 shutil.copyfileobj(upload.file, out, 1 << 20)
         stats = _check(staging, files, uploads, format, unlabeled_format, tag_column)
+        if len(stats["entity_types"]) > settings.max_entity_types:  # bounds the record and every job's labels
+            msg = (f"{len(stats['entity_types'])} entity types; at most {settings.max_entity_types} "
+                   "(TAGDISTILL_MAX_ENTITY_TYPES)")
+            raise invalid(["body", "train"], msg, "data_error", file=files["train"], filename=train.filename)
         ds = Dataset(
             id=store.new_id("ds"), name=name, owner=caller.owner, created_at=utcnow(), files=files,
             format=format,

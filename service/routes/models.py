@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import gzip
 import os
 import tarfile
+import tempfile
+from pathlib import Path
 
 from fastapi import APIRouter
 from fastapi.responses import FileResponse
@@ -38,9 +41,27 @@ def download_model(model_id: str, store: StoreDep, data: DataDirDep, caller: Cal
     if not student.is_dir():
         raise NotFound(f"the files of model {model.id} are not in this data directory ({model.student_path})")
     archive = student.parent / "student.tar.gz"
-    if not archive.is_file():  # built once; written aside and renamed, so a reader never sees half
-        partial = archive.with_name(f".{archive.name}.{os.getpid()}")
-        with tarfile.open(partial, "w:gz") as tar:
-            tar.add(student, arcname=f"{model.id}")
-        partial.replace(archive)
+    if not archive.is_file():
+        _build_archive(student, archive, model.id)
     return FileResponse(archive, media_type="application/gzip", filename=f"{model.id}.tar.gz")
+
+
+def _build_archive(student: Path, archive: Path, name: str) -> None:
+    """Write the folder ``student`` as ``name/`` into the .tar.gz ``archive``, kept for later downloads.
+
+    Built under a name of its own, then renamed: a reader never sees half a file, and first
+    downloads at the same time each build one without clashing. The gzip header holds no time
+    and no file name, so every build has the same bytes, whichever rename comes last.
+    """
+    fd, partial = tempfile.mkstemp(dir=archive.parent, prefix=f".{archive.name}.")
+    try:
+        with (
+            open(fd, "wb") as out,
+            gzip.GzipFile(filename="", mode="wb", fileobj=out, mtime=0) as gz,
+            tarfile.open(fileobj=gz, mode="w") as tar,
+        ):
+            tar.add(student, arcname=name)
+        os.replace(partial, archive)
+    except BaseException:
+        os.unlink(partial)
+        raise

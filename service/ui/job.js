@@ -37,7 +37,7 @@ function lineChart(canvas, title, yTitle, percent) {
 }
 
 export async function jobPage(main, params, page, jobId) {
-  const state = { job: null, stages: {}, logs: [], progress: null, ended: false };
+  const state = { job: null, stages: {}, logs: [], progress: null, ended: false, model: null };
   const title = h("h1", { tabindex: "-1" }, `Job ${jobId}`);
   const meta = h("p", { class: "muted meta" });
   const cancel = h("button", { type: "button", class: "danger", id: "cancel-job" }, "Cancel job");
@@ -126,7 +126,7 @@ export async function jobPage(main, params, page, jobId) {
 
   function renderResults() {
     const job = state.job;
-    const report = job.metrics?.report;
+    const report = state.model;  // a finished job's report is its model's record
     if (job.status !== "succeeded" || !report) {
       results.hidden = true;
       return;
@@ -188,7 +188,14 @@ export async function jobPage(main, params, page, jobId) {
   async function refreshJob() {
     if (refreshing) return refreshing;
     refreshing = api(`/jobs/${jobId}`, { signal: page.signal })
-      .then((job) => { state.job = job; if (TERMINAL.has(job.status)) state.progress = null; render(); })
+      .then(async (job) => {
+        if (job.model_id && state.model?.id !== job.model_id) {
+          state.model = await api(`/models/${job.model_id}`, { signal: page.signal });
+        }
+        state.job = job;
+        if (TERMINAL.has(job.status)) state.progress = null;
+        render();
+      })
       .catch((err) => { if (err.name !== "AbortError") showError(error, err); })
       .finally(() => { refreshing = null; });
     return refreshing;
