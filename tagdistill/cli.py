@@ -1,4 +1,4 @@
-"""The ``tagdistill`` command: train-teacher, distill, evaluate, predict, up.
+"""The ``tagdistill`` command: train-teacher, distill, evaluate, predict, export, up.
 
 Every training option can also come from a JSON config file (``--config``), the same
 ``JobConfig`` schema that ``POST /jobs`` accepts; flags given on the command line win.
@@ -154,6 +154,17 @@ def cmd_predict(args: argparse.Namespace) -> None:
             print()
 
 
+def cmd_export(args: argparse.Namespace) -> None:
+    from tagdistill.data import read_file
+    from tagdistill.export import export_student
+    from tagdistill.tagger import model_folder
+
+    check = [s.tokens for s in read_file(args.check, "conll")] if args.check else None
+    folder = model_folder(args.model)
+    info = export_student(folder, int8=args.int8, sentences=check)
+    print(json.dumps({"model": str(folder), **info}, indent=1))
+
+
 # What `tagdistill up` runs on: the service extra's packages and the service itself
 SERVICE_MODULES = (
     "fastapi", "uvicorn", "pydantic_settings", "celery", "redis", "sse_starlette", "service.run",
@@ -237,6 +248,13 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--output", choices=["tsv", "json"], default="tsv")
     r.add_argument("--device", default="cpu")
     r.set_defaults(func=cmd_predict)
+
+    x = sub.add_parser("export", help="write the student as ONNX (model.onnx, --int8: model.int8.onnx)")
+    x.add_argument("--model", type=Path, required=True, help="a student folder or a job folder")
+    x.add_argument("--int8", action="store_true", help="also with int8 weights (dynamic quantization)")
+    x.add_argument("--check", type=Path, help="CoNLL sentences to check ONNX Runtime against torch on "
+                   "(default: the bundled sample's test split)")
+    x.set_defaults(func=cmd_export)
 
     u = sub.add_parser("up", help="run API, worker and Redis in the foreground")
     u.add_argument("--port", type=int, default=8000)

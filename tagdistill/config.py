@@ -129,7 +129,9 @@ class JobConfig(_Strict):
 
     dataset_id: str | None = Field(None, description="the service's dataset (the API resolves it to files)")
     # the CLI's files; not in the JSON schema, as the service refuses them (it runs on uploaded datasets)
-    data: SkipJsonSchema[DataFiles | None] = Field(None, description="the CLI's files")
+    data: SkipJsonSchema[DataFiles | None] = Field(
+        None, description="the CLI's files", exclude_if=lambda files: files is None  # not in the API's bodies
+    )
     teacher: TeacherConfig = TeacherConfig()
     student: StudentConfig = StudentConfig()
     distill: DistillConfig = DistillConfig()

@@ -10,9 +10,10 @@ Folder layout of a job (``work_dir``)::
     distilled/                  the student trained with the teacher (KD modes with the baseline on)
     baseline/                   the same student trained alone with the same budget, for comparison
     student/                    the served student: the better of distilled/ and baseline/ on dev
-                                (or the only student: mode "alone", or distill.baseline off)
+                                (or the only student: mode "alone", or distill.baseline off), with
+                                model.onnx and model.int8.onnx for ONNX Runtime (tagdistill.export)
     report.json                 metrics of every model, the distillation gain, which student is served
-                                and why, warnings, sizes, speeds, the config
+                                and why, the int8 student's F1, warnings, sizes, speeds, the config
 """
 
 from __future__ import annotations
@@ -28,13 +29,15 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from tagdistill.analysis import analyse
 from tagdistill.checkpoint import fingerprint
 from tagdistill.config import DataFiles, JobConfig
 from tagdistill.data import Dataset, Sentence, load_dataset
+from tagdistill.export import INT8_FILE, OnnxStudent, export_student
 from tagdistill.finetune import train_teacher
 from tagdistill.progress import Progress
 from tagdistill.pseudo import pseudo_labels
-from tagdistill.report import gain, model_entry, weak_types
+from tagdistill.report import gain, model_entry, scores, weak_types
 from tagdistill.schemes import label_index
 from tagdistill.tagger import student_predict
 from tagdistill.teacher import Teacher
@@ -89,7 +92,7 @@ def run_job(cfg: JobConfig, files: DataFiles, work_dir: Path, progress: Progress
     timings["baseline"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    report = evaluate(teacher, teacher_dir, trained, data, progress)
+    report, predicted = evaluate(teacher, teacher_dir, trained, data, progress)
     if compare:
         report["distillation_gain"] = gain(report["distilled"], report["baseline"])
         report["served"] = choose_served(report)
@@ -98,7 +101,16 @@ def run_job(cfg: JobConfig, files: DataFiles, work_dir: Path, progress: Progress
         shutil.copytree(work_dir / served, work_dir / "student")
         report["student"] = dict(report[served])
         progress.log(f"serving the {served} student: {report['served']['reason']}")
+    report["onnx"], int8 = export_served(work_dir / "student", data, progress)
+    if int8 is not None:
+        report["student_int8"] = {**int8, "f1_change": gain(int8, report["student"])}
+    split = "test" if data.test else "dev"  # the error analysis: the served student as "student"
+    served = report["served"]["student"] if compare else name
+    on_split = {"student" if who == served else who: tags[split] for who, tags in predicted.items()}
+    report["analysis"] = analyse(split, data.test or data.dev, on_split)
     report["warnings"] = weak_types(report["teacher"], report["student"])
+    if "error" in report["onnx"]:
+        report["warnings"].append(f"no ONNX export ({report['onnx']['error']}): the student runs on torch")
     for warning in report["warnings"]:
         progress.log(f"warning: {warning}")
     t, s = report["teacher"]["words_per_second"], report["student"]["words_per_second"]
@@ -129,6 +141,22 @@ def choose_served(report: dict[str, Any]) -> dict[str, str]:
                   f"{dev[other]:.4f} for the {other} one)" if dev[served] > dev[other] else
                   f"both students have dev F1 {dev[served]:.4f}: the distilled one is kept",
     }
+
+
+def export_served(folder: Path, data: Dataset, progress: Progress) -> tuple[dict[str, Any], dict | None]:
+    """The served student as ONNX, fp32 and int8, checked against torch on dev sentences, and the int8
+    one's scores on dev and test (None when the export failed: the torch student still serves)."""
+    try:
+        info = export_student(folder, int8=True, sentences=[s.tokens for s in data.dev])
+    except Exception as exc:  # an optional artifact: the job keeps its students and says why
+        progress.log(f"ONNX export failed: {type(exc).__name__}: {exc}")
+        return {"error": f"{type(exc).__name__}: {exc}"}, None
+    progress.log(f"ONNX export: {info['fp32']['bytes']} bytes fp32, {info['int8']['bytes']} int8; "
+                 f"largest difference from torch {info['fp32']['max_abs_diff']:.2g}")
+    int8 = OnnxStudent(folder / INT8_FILE)
+    splits = {"dev": data.dev, **({"test": data.test} if data.test else {})}
+    entry = scores(lambda b: student_predict(int8, b, batch_size=32), splits)
+    return info, {**entry, "bytes_on_disk": info["int8"]["bytes"]}
 
 
 def obtain_teacher(
@@ -201,17 +229,18 @@ def evaluate(
     students: dict[str, tuple[torch.nn.Module, Path]],
     data: Dataset,
     progress: Progress,
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], dict[str, dict[str, list[list[str]]]]]:
     """Every model's entry (``report.model_entry``): F1 on dev and test, size and words/s, measured one
-    after the other in this process. One progress step per model."""
+    after the other in this process, and its predicted tags per split. One progress step per model."""
     splits = {"dev": data.dev, **({"test": data.test} if data.test else {})}
     timed = [s.tokens for s in (data.test or data.dev)]  # file order: a fair sample
     progress.stage("evaluating", 1 + len(students))
+    predicted: dict[str, dict[str, list[list[str]]]] = {name: {} for name in ("teacher", *students)}
     report = {"teacher": model_entry(lambda b: teacher.predict(b, batch_size=32), teacher.model, teacher_dir,
-                                     splits, timed)}
+                                     splits, timed, predicted["teacher"])}
     progress.step(1)
     for name, (model, folder) in students.items():
         report[name] = model_entry(lambda b, m=model: student_predict(m, b, batch_size=32), model, folder,
-                                   splits, timed)
+                                   splits, timed, predicted[name])
         progress.step(1)
-    return report
+    return report, predicted

@@ -19,12 +19,18 @@ SPEED_WORDS = {1: 2000, 32: 10000}  # words timed per pass, by batch size (batch
 WEAK_TYPE_RATIO = 0.5  # a type whose student F1 is below this share of the teacher's is flagged
 
 
-def scores(predict: Predict, splits: dict[str, Sequence[Sentence]]) -> dict[str, dict[str, Any]]:
-    """Entity scores (overall and per type) of ``predict`` on each labeled split."""
-    return {
-        name: entity_scores([s.tags or [] for s in sents], predict([s.tokens for s in sents]))
-        for name, sents in splits.items()
-    }
+def scores(
+    predict: Predict, splits: dict[str, Sequence[Sentence]], predicted: dict[str, Any] | None = None
+) -> dict[str, dict[str, Any]]:
+    """Entity scores (overall and per type) of ``predict`` on each labeled split; with ``predicted``, the
+    predicted tags of each split are kept there too (for the error analysis)."""
+    out = {}
+    for name, sents in splits.items():
+        tags = predict([s.tokens for s in sents])
+        if predicted is not None:
+            predicted[name] = tags
+        out[name] = entity_scores([s.tags or [] for s in sents], tags)
+    return out
 
 
 def speeds(predict: Predict, timed: Sequence[Sequence[str]]) -> dict[str, float]:
@@ -41,11 +47,12 @@ def model_entry(
     folder: Path,
     splits: dict[str, Sequence[Sentence]],
     timed: Sequence[Sequence[str]] | None = None,
+    predicted: dict[str, list[list[str]]] | None = None,
 ) -> dict[str, Any]:
     """One model's part of a report: scores per split, parameters, bytes on disk and (when ``timed``
-    sentences are given, in file order) words per second."""
+    sentences are given, in file order) words per second; ``predicted`` as for ``scores``."""
     entry: dict[str, Any] = {
-        **scores(predict, splits),
+        **scores(predict, splits, predicted),
         "parameters": count_parameters(model),
         "bytes_on_disk": bytes_on_disk(folder),
     }
@@ -69,14 +76,20 @@ def gain(student: dict[str, Any], baseline: dict[str, Any]) -> dict[str, Any]:
 
 
 def weak_types(teacher: dict[str, Any], student: dict[str, Any]) -> list[str]:
-    """Warnings for each entity type whose student F1 is below half the teacher's (on test, else dev)."""
+    """Warnings (on test, else dev) for each entity type whose student F1 is below half the teacher's or
+    zero, and for a teacher below its student (an undertrained teacher teaches little)."""
     split = "test" if "test" in student and "test" in teacher else "dev"
     warnings = []
     for kind, row in teacher[split]["per_type"].items():
         mine = student[split]["per_type"].get(kind, {"f1": 0.0})["f1"]
-        if mine < WEAK_TYPE_RATIO * row["f1"]:
-            warnings.append(
-                f"{kind}: student {split} F1 {mine:.3f} is below half the teacher's {row['f1']:.3f} "
-                f"({row['support']} {kind} entities in {split})"
-            )
+        theirs, entities = row["f1"], f"({row['support']} {kind} entities in {split})"
+        if mine < WEAK_TYPE_RATIO * theirs:
+            warnings.append(f"{kind}: student {split} F1 {mine:.3f} is below half the teacher's {theirs:.3f} "
+                            f"{entities}")
+        elif mine == 0.0:
+            warnings.append(f"{kind}: neither model finds any {kind} entity on {split} {entities}")
+    ours, theirs = student[split]["f1"], teacher[split]["f1"]
+    if theirs < ours:
+        warnings.append(f"the teacher's {split} F1 {theirs:.3f} is below the student's {ours:.3f}: "
+                        "it may be undertrained (teacher.epochs, teacher.min_steps)")
     return warnings

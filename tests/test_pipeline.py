@@ -67,6 +67,23 @@ def test_job_serves_the_student_with_the_better_dev_f1_and_reports_the_gain(tiny
     assert isinstance(report["warnings"], list)
 
 
+def test_job_analysis_matches_the_served_students_test_scores(tiny_job):
+    from tagdistill.analysis import MISSED, SPURIOUS
+
+    _, report = tiny_job
+    analysis = report["analysis"]
+    other = "baseline" if report["served"]["student"] == "distilled" else "distilled"
+    assert analysis["split"] == "test" and set(analysis["confusion"]) == {"teacher", "student", other}
+    for who in ("teacher", "student", other):  # the matrix adds up to the report's recall on test
+        matrix, scores = analysis["confusion"][who], report[who]["test"]
+        right = sum(n for g, row in matrix.items() for p, n in row.items() if g == p)
+        gold = sum(n for g, row in matrix.items() if g != SPURIOUS for n in row.values())
+        assert gold == scores["support"] and right / gold == pytest.approx(scores["recall"])
+        assert all(p != MISSED for p in matrix.get(SPURIOUS, {}))
+    for row in analysis["disagreements"]:
+        assert row["teacher"] != row["student"] and row["types"]
+
+
 def test_logit_cache_is_recomputed_for_another_teacher_and_reused_for_the_same(tiny_job, tmp_path):
     from test_teacher import Recorder
 
