@@ -96,9 +96,13 @@ class Model(BaseModel):
     baseline: dict[str, Any] | None = None
     distillation_gain: dict[str, Any] | None = None  # distilled minus baseline F1 by split and type
     served: dict[str, str] | None = None  # {"student": "distilled" | "baseline", "reason": "..."}
+    # the served student in ONNX Runtime: files, bytes, largest difference from torch (or the export's error)
+    onnx: dict[str, Any] | None = None
+    student_int8: dict[str, Any] | None = None  # the int8 ONNX student's scores and its F1 change from fp32
     warnings: list[str] = Field(default_factory=list)  # types where the student is below half the teacher
     seconds: dict[str, float]  # wall time per stage
-    device: str
+    device: str  # where the job ran ("cpu", "cuda")
+    machine: str | None = None  # what the speeds were measured on ("x86_64, 2 threads")
     config: JobConfig
 
 

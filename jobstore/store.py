@@ -427,8 +427,10 @@ class Store:
     def add_event(self, job_id: str, kind: str, data: dict[str, Any]) -> None:
         self._event(self.r, job_id, kind, data)
 
-    def events(self, job_id: str, start: int = 0) -> list[Event]:
-        rows = self.r.lrange(self.p + f"job:{job_id}:events", start, -1)
+    def events(self, job_id: str, start: int = 0, limit: int | None = None) -> list[Event]:
+        """The job's events from position ``start`` on, at most ``limit`` of them (all: None)."""
+        end = -1 if limit is None else start + limit - 1
+        rows = self.r.lrange(self.p + f"job:{job_id}:events", start, end)
         return [Event(seq=start + i, **json.loads(row)) for i, row in enumerate(rows)]
 
     # models

@@ -8,6 +8,7 @@ import tagdistill
 from jobstore.logs import setup_logging
 from jobstore.settings import get_settings
 from service.auth import ApiKeys
+from service.bodies import ERRORS, ErrorBody
 from service.errors import add_error_handlers
 from service.middleware import AccessLog, BodyLimit, Utf8Input
 from service.routes import datasets, health, jobs, models, predict, ui
@@ -26,6 +27,9 @@ def create_app() -> FastAPI:
         title="tagdistill",
         version=tagdistill.__version__,
         description="Distil transformer token taggers into small, fast BiLSTM taggers.",
+        # operation ids are the routes' names (create_job), not FastAPI's default (create_job_jobs_post)
+        generate_unique_id_function=lambda route: route.name,
+        responses={code: {"model": ErrorBody, "description": text} for code, text in ERRORS.items()},
         docs_url=None,  # /docs and /redoc come from service/routes/ui.py, with files shipped here (no CDN)
         redoc_url=None,
     )

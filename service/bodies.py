@@ -9,6 +9,21 @@ from pydantic import BaseModel, ConfigDict, model_validator
 from jobstore.records import Dataset, JobView, Model, WorkerInfo
 
 
+class ErrorBody(BaseModel):
+    detail: str  # what is wrong (a 422 has FastAPI's list of {loc, msg, type} instead)
+
+
+# The errors any route may answer, documented on every operation (service/app.py)
+ERRORS = {
+    401: "no API key, or a wrong one (when the service has keys)",
+    404: "no such dataset, job or model, or one of another owner",
+    409: "the record's state forbids it: a finished job, a dataset an unfinished job uses",
+    413: "the request body is over its size limit",
+    429: "a quota of the caller is used up; try again after Retry-After seconds",
+    503: "Redis or the job queue is unreachable, or tagging ran past its time limit; see Retry-After",
+}
+
+
 class DatasetList(BaseModel):
     items: list[Dataset]
     next_cursor: str | None
@@ -22,6 +37,25 @@ class JobList(BaseModel):
 class ModelList(BaseModel):
     items: list[Model]
     next_cursor: str | None
+
+
+class Disagreement(BaseModel):
+    index: int  # the sentence's position in the analysed split
+    tokens: list[str]
+    gold: list[tuple[str, int, int]]  # entities as [type, first token, last token + 1]
+    teacher: list[tuple[str, int, int]]
+    student: list[tuple[str, int, int]]
+    types: list[str]  # the types the student and the teacher disagree on in this sentence
+
+
+class Analysis(BaseModel):
+    split: str  # "test", or "dev" when the dataset has no test split
+    sentences: int  # in the split
+    # model ("teacher", "student", "baseline" | "distilled") -> gold type -> predicted type -> entities;
+    # "(missed)" and "(spurious)" as in tagdistill.analysis
+    confusion: dict[str, dict[str, dict[str, int]]]
+    disagreements: list[Disagreement]  # most differences first
+    total_disagreements: int  # before the type filter and the limit
 
 
 class PredictRequest(BaseModel):

@@ -92,6 +92,8 @@ def test_job_runs_to_success_and_its_student_tags(
     assert model["student"]["test"]["f1"] > 0.5  # the student learns the sample data from gold + teacher
     assert set(model["student"]["test"]["per_type"]) <= {"LOC", "MISC", "ORG", "PER"}
     assert model["speedup"]["batch_32"] > 0 and model["teacher"]["parameters"] > 0
+    assert model["onnx"]["int8"]["bytes"] < model["onnx"]["fp32"]["bytes"]  # served by ONNX Runtime
+    assert 0 <= model["student_int8"]["test"]["f1"] <= 1 and model["machine"]
     # the baseline stage: the same student alone, the gain, and which of the two is served and why
     assert model["baseline"]["test"]["support"] == model["student"]["test"]["support"] > 0
     assert model["served"]["student"] in ("distilled", "baseline")
@@ -141,6 +143,8 @@ def test_events_are_ordered_and_streamed(client: httpx.Client, trained: dict[str
         assert r.headers["content-type"].startswith("text/event-stream")
         ids = [int(line[3:].strip()) for line in r.iter_lines() if line.startswith("id:")]
     assert ids == [e["seq"] for e in events]
+    page = client.get(f"/jobs/{trained['id']}/events", params={"after": 1, "limit": 3}).json()
+    assert [e["seq"] for e in page] == [2, 3, 4]  # pages of events: after the last seq seen, a limit
     tail = client.get(f"/jobs/{trained['id']}/events", params={"after": len(events) - 2}).json()
     assert [e["seq"] for e in tail] == [len(events) - 1]
 
@@ -433,3 +437,30 @@ def test_a_dataset_id_alone_runs_a_full_job_with_minilm(
     model = client.get(f"/models/{done['model_id']}").json()
     assert model["teacher"]["test"]["f1"] > 0.5 and model["student"]["test"]["f1"] > 0.5
     assert model["speedup"]["batch_1"] > 1
+
+
+def test_openapi_names_operations_and_describes_every_config_field(client: httpx.Client) -> None:
+    schema = client.get("/openapi.json").json()
+    ids = {op["operationId"] for path in schema["paths"].values() for op in path.values()}
+    assert {"create_job", "list_jobs", "get_job", "cancel_job", "job_events", "upload_dataset"} <= ids
+    for path in schema["paths"].values():  # the errors every route may answer are documented on each
+        assert all({"404", "422", "429", "503"} <= set(op["responses"]) or "422" not in op["responses"]
+                   for op in path.values())
+    schemas = schema["components"]["schemas"]
+    for name in ("TeacherConfig", "StudentConfig", "DistillConfig"):
+        undescribed = [f for f, spec in schemas[name]["properties"].items() if not spec.get("description")]
+        assert not undescribed, (name, undescribed)
+    assert "data" not in schemas["JobConfig"]["properties"]  # the service refuses it, so it is not shown
+
+
+def test_analysis_shows_disagreements_filtered_by_type_and_each_models_confusion(
+    client: httpx.Client, trained: dict[str, Any]
+) -> None:
+    url = f"/models/{trained['model_id']}/analysis"
+    analysis = client.get(url).json()
+    assert analysis["split"] == "test" and {"teacher", "student"} <= set(analysis["confusion"])
+    assert analysis["total_disagreements"] >= len(analysis["disagreements"])
+    for kind in {t for row in analysis["disagreements"] for t in row["types"]}:
+        only = client.get(url, params={"type": kind, "limit": 5}).json()
+        assert 0 < len(only["disagreements"]) <= 5 and all(kind in r["types"] for r in only["disagreements"])
+    assert client.get(url, params={"type": "NO_SUCH_TYPE"}).json()["disagreements"] == []

@@ -160,12 +160,14 @@ def finished(browser: Browser, api: str, uploaded: dict[str, Any], tiny_teacher:
 
     # record every figure the live progress bar and ETA show while the job runs
     page.evaluate("""() => {
-        window.__seen = {progress: [], eta: []};
+        window.__seen = {progress: [], eta: [], timer: []};
         const note = () => {
             const bar = document.querySelector('.progress-block [role=progressbar]');
             const eta = document.getElementById('eta');
+            const timer = document.querySelector('.timeline [data-state=active] .stage-time');
             if (bar) window.__seen.progress.push(Number(bar.getAttribute('aria-valuenow')));
             if (eta) window.__seen.eta.push(eta.textContent);
+            if (timer) window.__seen.timer.push(timer.textContent);
         };
         new MutationObserver(note).observe(document.querySelector('main'), {subtree: true, childList: true});
         note();
@@ -179,6 +181,8 @@ def finished(browser: Browser, api: str, uploaded: dict[str, Any], tiny_teacher:
     assert len(set(seen["progress"])) >= 3, seen["progress"]
     assert seen["progress"][-1] == 100
     assert any(re.search(r"about .* left", eta) for eta in seen["eta"]), seen["eta"]
+    # the active stage's timer counts on by itself, between events
+    assert len({t for t in seen["timer"] if t.startswith("running")}) >= 3, seen["timer"]
     page.context.close()
     assert not [p for p in problems if "422" not in p], problems
     with httpx.Client(base_url=api, timeout=30) as client:
@@ -242,6 +246,29 @@ def test_jobs_list_shows_status_and_progress(page: Page, finished: dict[str, Any
     shoot(page, artifacts, "jobs")
     row.get_by_role("link", name=finished["id"]).click()
     expect(page.get_by_role("heading", name=f"Job {finished['id']}")).to_be_visible()
+
+
+def test_job_page_shows_where_student_and_teacher_disagree_by_type(
+    page: Page, api: str, finished: dict[str, Any], artifacts: Path
+) -> None:
+    analysis = page.request.get(f"{api}/models/{finished['model_id']}/analysis").json()
+    page.goto(f"/#/jobs/{finished['id']}")
+    section = page.locator("section.analysis")
+    expect(section.get_by_role("heading", name="Where the student and the teacher disagree")).to_be_visible()
+    expect(section.get_by_role("status")).to_contain_text(f"{analysis['total_disagreements']} of ")
+    expect(section.locator("table.confusion").first).to_contain_text("missed")
+    if not analysis["disagreements"]:
+        return  # nothing to show beyond the count
+    first = analysis["disagreements"][0]
+    row = section.locator(f"li.disagreement[data-index='{first['index']}']")
+    expect(row.locator(".who-teacher mark.ent")).to_have_count(len(first["teacher"]))
+    expect(row.locator(".who-student mark.ent")).to_have_count(len(first["student"]))
+    kind = first["types"][0]
+    section.get_by_label("Entity type").select_option(kind)
+    expect(section.get_by_role("status")).to_contain_text(f"with a {kind} entity")
+    for types in section.locator("li.disagreement").evaluate_all("rows => rows.map(r => r.textContent)"):
+        assert kind in types
+    shoot(page, artifacts, "job-analysis")
 
 
 def test_models_page_shows_metrics_and_download(page: Page, api: str, finished: dict[str, Any],

@@ -108,6 +108,7 @@ def job_events(
     caller: CallerDep,
     # bounded so that after + 1 stays a Redis list index (int64): no job has 2**62 events
     after: Annotated[int, Query(ge=-1, le=2**62, description="only events with a larger seq")] = -1,
+    limit: Annotated[int, Query(ge=1, le=1000, description="at most this many (not in a stream)")] = 1000,
     stream: Annotated[bool, Query(description="server-sent events until the job ends")] = False,
 ) -> list[Event] | EventSourceResponse:
     """The job's events in order (status, stage, progress, epoch, log); SSE with Accept: text/event-stream."""
@@ -120,7 +121,7 @@ def job_events(
         resumable = last.isascii() and last.isdigit() and len(last) <= 19 and int(last) <= 2**62
         start = int(last) + 1 if resumable else after + 1
         return EventSourceResponse(_stream(store, job_id, start))
-    return store.events(job_id, after + 1)
+    return store.events(job_id, after + 1, limit)
 
 
 async def _stream(store: Store, job_id: str, start: int) -> AsyncIterator[dict]:

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import tarfile
 import tempfile
 from pathlib import Path
+from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from fastapi.responses import FileResponse
 
 from jobstore.records import Model
 from jobstore.store import NotFound
 from service.auth import CallerDep
-from service.bodies import ModelList
+from service.bodies import Analysis, ModelList
 from service.deps import DataDirDep, PageDep, StoreDep
 
 router = APIRouter(prefix="/models", tags=["models"])
@@ -31,6 +33,23 @@ def list_models(store: StoreDep, caller: CallerDep, page: PageDep) -> ModelList:
 def get_model(model_id: str, store: StoreDep, caller: CallerDep) -> Model:
     """Teacher and student F1 (overall and per type), sizes, words/s, speedup and the job config."""
     return store.get_model(model_id, caller.only)
+
+
+@router.get("/{model_id}/analysis", response_model=Analysis)
+def model_analysis(
+    model_id: str, store: StoreDep, data: DataDirDep, caller: CallerDep,
+    type: Annotated[str | None, Query(max_length=100, description="only sentences disagreeing on it")] = None,
+    limit: Annotated[int, Query(ge=1, le=200, description="at most this many sentences")] = 50,
+) -> Analysis:
+    """Where the student and the teacher disagree on the report's split (with gold beside them), and
+    which entity types each model confuses; 404 for a model trained before the analysis existed."""
+    model = store.get_model(model_id, caller.only)
+    report = data.job(model.job_id) / "report.json"
+    analysis = json.loads(report.read_text()).get("analysis") if report.is_file() else None
+    if analysis is None:
+        raise NotFound(f"model {model.id} has no error analysis (its job ran before there was one)")
+    rows = [r for r in analysis["disagreements"] if type is None or type in r["types"]]
+    return Analysis(**{**analysis, "disagreements": rows[:limit], "total_disagreements": len(rows)})
 
 
 @router.get("/{model_id}/download", response_class=FileResponse)

@@ -24,6 +24,8 @@ export function f1Table(result, caption) {
       h("td", { class: `num ${delta !== null && delta < -0.05 ? "worse" : ""}` },
         delta === null ? "–" : `${delta > 0 ? "+" : ""}${delta.toFixed(1)}`),
       h("td", { class: "num" }, fmtInt(t?.support ?? s?.support)),
+      h("td", { class: "num muted" }, fmtF1(s?.precision)),
+      h("td", { class: "num muted" }, fmtF1(s?.recall)),
     );
   };
   return h(
@@ -34,7 +36,9 @@ export function f1Table(result, caption) {
       h("thead", {}, h("tr", {},
         h("th", { scope: "col" }, "Type"), h("th", { scope: "col", class: "num" }, "Teacher"),
         h("th", { scope: "col", class: "num" }, "Student"), h("th", { scope: "col", class: "num" }, "Δ"),
-        h("th", { scope: "col", class: "num" }, "Entities"))),
+        h("th", { scope: "col", class: "num" }, "Entities"),
+        h("th", { scope: "col", class: "num", title: "the student's precision" }, "Student P"),
+        h("th", { scope: "col", class: "num", title: "the student's recall" }, "Student R"))),
       h("tbody", {},
         types.map((t) => row(t, teacher.per_type?.[t], student.per_type?.[t], false)),
         row("All", teacher, student, true)),
@@ -63,7 +67,8 @@ export function sizeSpeedTable(result) {
     "div", { class: "table-wrap" },
     h(
       "table", { class: "size-table" },
-      h("caption", {}, "Size and speed"),
+      h("caption", {}, "Size and speed",
+        h("span", { class: "muted small caption-note" }, speedConditions(result))),
       h("thead", {}, h("tr", {},
         h("th", { scope: "col" }, ""), h("th", { scope: "col", class: "num" }, "Teacher"),
         h("th", { scope: "col", class: "num" }, "Student"), h("th", { scope: "col", class: "num" }, "Student is"))),
@@ -73,6 +78,13 @@ export function sizeSpeedTable(result) {
           h("td", { class: `num ${gain >= 1 ? "gain" : gain ? "loss" : ""}` }, fmtRatio(gain, better, worse))))),
     ),
   );
+}
+
+/** What the speeds were measured under: they mean little without it. */
+function speedConditions(result) {
+  const where = [result.device, result.machine].filter(Boolean).join(", ");
+  return ` (words/s measured in the job${where ? ` on ${where}` : ""}, PyTorch; batch 1: one sentence per call, `
+    + "batch 32: length-sorted batches)";
 }
 
 /** Headline figures: student F1 vs teacher F1 and the batch-1 speedup. */
@@ -112,6 +124,6 @@ export function gainPanel(result) {
       perType ? `; by type: ${perType}.` : ".") : null,
     result.served ? h("p", { class: "muted small served" }, `Served: ${result.served.reason}.`) : null,
     warnings.length ? h("ul", { class: "warnings", role: "alert" },
-      warnings.map((w) => h("li", {}, `Weak type: ${w}`))) : null,
+      warnings.map((w) => h("li", {}, `Warning: ${w}`))) : null,
   );
 }

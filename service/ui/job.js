@@ -2,6 +2,7 @@
 // and once it has succeeded the teacher vs student comparison.
 
 import { api, downloadLink, followEvents } from "./api.js";
+import { analysisPanel } from "./analysis.js";
 import { f1Table, gainPanel, headline, sizeSpeedTable } from "./compare.js";
 import {
   STAGES, TERMINAL, fill, fmtSeconds, fmtTime, h, progressBar, secondsBetween, showError, statusBadge,
@@ -37,7 +38,7 @@ function lineChart(canvas, title, yTitle, percent) {
 }
 
 export async function jobPage(main, params, page, jobId) {
-  const state = { job: null, stages: {}, logs: [], progress: null, ended: false, model: null };
+  const state = { job: null, stages: {}, logs: [], progress: null, ended: false, model: null, analysis: null };
   const title = h("h1", { tabindex: "-1" }, `Job ${jobId}`);
   const meta = h("p", { class: "muted meta" });
   const cancel = h("button", { type: "button", class: "danger", id: "cancel-job" }, "Cancel job");
@@ -137,6 +138,7 @@ export async function jobPage(main, params, page, jobId) {
       headline(report),
       gainPanel(report),
       h("div", { class: "two-col" }, f1Table(report), sizeSpeedTable(report)),
+      state.analysis ||= analysisPanel(job.model_id, page.signal),
       h("div", { class: "actions" },
         job.model_id ? h("a", { class: "button", href: `#/models?model=${job.model_id}` }, `Model ${job.model_id}`) : null,
         job.model_id ? h("a", { class: "button", href: `#/try?model=${job.model_id}` }, "Try it") : null,
@@ -229,6 +231,9 @@ export async function jobPage(main, params, page, jobId) {
   await refreshJob();
   if (!state.job) return;
   renderCurves();
+  // the active stage's "running 12 s" counts on between events; stops with the page
+  const ticker = setInterval(() => { if (state.job?.status === "running") renderTimeline(); }, 1000);
+  page.signal.addEventListener("abort", () => clearInterval(ticker));
   streamNote.textContent = TERMINAL.has(state.job.status) ? "" : "Live: following the job's event stream.";
   followEvents(jobId, onEvent, {
     signal: page.signal,
