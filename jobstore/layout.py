@@ -64,6 +64,11 @@ class DataDir:
             raise ValueError(f"{relative} is outside the data directory")
         return path
 
+    def redact(self, text: str) -> str:
+        """``text`` with paths in this directory made relative to it: events and errors that users read
+        name their jobs' and datasets' files, never where the server keeps them."""
+        return text.replace(f"{self.root}/", "").replace(str(self.root), ".")
+
     def record_of(self, path: Path) -> tuple[str, str] | None:
         """Which record's folder holds ``path`` (absolute, inside the directory): ("job", id),
         ("dataset", id), ("shared", "") for ``shared/``, or None for anywhere else."""

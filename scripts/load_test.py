@@ -1,8 +1,10 @@
 """Load test of a running service on this machine: concurrent POST /predict, then a burst of jobs.
 
 1. ``--clients`` (32) threads call ``POST /predict`` with sentences of the bundled sample for
-   ``--duration`` seconds (60), at most ``--max-requests`` in all. Reported: requests, errors
-   (anything but 200, or no answer), p50/p90/p99 latency, requests/s and words/s.
+   ``--duration`` seconds (60), at most ``--max-requests`` in all, beside ``--heavy-clients`` (1)
+   sending the largest request the default limits take (10 texts of 19,000 characters). Reported
+   per kind: requests, errors (anything but 200, or no answer), p50/p90/p99 latency, requests/s
+   and words/s.
 2. ``--burst`` (100) jobs are submitted at once from the same threads, each with its own
    Idempotency-Key, and cancelled straight away (no long training). Every one must be accounted
    for: listed exactly once by ``GET /jobs`` in a known status, no duplicates, and a retry with
@@ -13,7 +15,8 @@ job through the API), or pass ``--train-tiny``: the sample dataset is uploaded a
 tiny, randomly initialised BERT teacher (built locally in the temporary folder, which the service
 must accept as a model root, no download) is run, about a minute on one core. Loopback only::
 
-    TAGDISTILL_MODEL_ROOTS=/tmp tagdistill up --port 8123 --data-dir /tmp/loaddata &
+    export TAGDISTILL_MODEL_ROOTS=/tmp TAGDISTILL_MAX_ACTIVE_JOBS=1000   # the burst is 100 jobs at once
+    tagdistill up --port 8123 --data-dir /tmp/loaddata &
     python scripts/load_test.py --url http://127.0.0.1:8123 --train-tiny   # --duration 60 by default
     kill %1
 
@@ -83,24 +86,30 @@ def train_tiny(client: httpx.Client) -> str:
 
 
 def predict_load(args: argparse.Namespace, headers: dict[str, str], model_id: str) -> dict[str, Any]:
+    """``--clients`` light clients (``--batch`` sample sentences a request) and ``--heavy-clients``
+    heavy ones (the largest request the default limits take: 10 texts of 19,000 characters), side by
+    side for ``--duration`` seconds; latency figures per kind, so the light clients' p99 shows what a
+    heavy neighbour costs them."""
     texts = sentences()
+    heavy_batch = [" ".join(texts * 200)[:19_000]] * 10
     deadline = time.monotonic() + args.duration
     lock = threading.Lock()
-    latencies: list[float] = []
-    errors: dict[str, int] = {}
-    words = 0
+    latencies: dict[str, list[float]] = {"light": [], "heavy": []}
+    errors: dict[str, dict[str, int]] = {"light": {}, "heavy": {}}
+    words = {"light": 0, "heavy": 0}
     budget = [args.max_requests]
 
     def client_loop(i: int) -> None:
-        nonlocal words
-        with httpx.Client(base_url=args.url, headers=headers, timeout=30) as client:
+        kind = "heavy" if i >= args.clients else "light"
+        with httpx.Client(base_url=args.url, headers=headers, timeout=60) as client:
             n = i
             while time.monotonic() < deadline:
                 with lock:
                     if budget[0] <= 0:
                         return
                     budget[0] -= 1
-                batch = [texts[(n + k) % len(texts)] for k in range(args.batch)]
+                light = [texts[(n + k) % len(texts)] for k in range(args.batch)]
+                batch = heavy_batch if kind == "heavy" else light
                 n += args.clients
                 started = time.perf_counter()
                 try:
@@ -111,22 +120,26 @@ def predict_load(args: argparse.Namespace, headers: dict[str, str], model_id: st
                 took = time.perf_counter() - started
                 with lock:
                     if outcome is None:
-                        latencies.append(took)
-                        words += sum(len(t.split()) for t in batch)
+                        latencies[kind].append(took)
+                        words[kind] += sum(len(t.split()) for t in batch)
                     else:
-                        errors[outcome] = errors.get(outcome, 0) + 1
+                        errors[kind][outcome] = errors[kind].get(outcome, 0) + 1
 
     started = time.monotonic()
-    with concurrent.futures.ThreadPoolExecutor(args.clients) as pool:
-        list(pool.map(client_loop, range(args.clients)))
+    with concurrent.futures.ThreadPoolExecutor(args.clients + args.heavy_clients) as pool:
+        list(pool.map(client_loop, range(args.clients + args.heavy_clients)))
     seconds = time.monotonic() - started
-    q = statistics.quantiles(latencies, n=100) if len(latencies) >= 2 else [float("nan")] * 99
-    return {
-        "clients": args.clients, "seconds": round(seconds, 1), "texts_per_request": args.batch,
-        "requests": len(latencies) + sum(errors.values()), "ok": len(latencies), "errors": errors,
-        "p50_ms": round(q[49] * 1000, 1), "p90_ms": round(q[89] * 1000, 1), "p99_ms": round(q[98] * 1000, 1),
-        "requests_per_s": round(len(latencies) / seconds, 1), "words_per_s": round(words / seconds),
-    }
+    result: dict[str, Any] = {"seconds": round(seconds, 1)}
+    for kind, clients in (("light", args.clients), ("heavy", args.heavy_clients)):
+        took = latencies[kind]
+        q = statistics.quantiles(took, n=100) if len(took) >= 2 else [float("nan")] * 99
+        result[kind] = {
+            "clients": clients, "texts_per_request": len(heavy_batch) if kind == "heavy" else args.batch,
+            "requests": len(took) + sum(errors[kind].values()), "ok": len(took), "errors": errors[kind],
+            **{f"p{p}_ms": round(q[p - 1] * 1000, 1) for p in (50, 90, 99)},
+            "requests_per_s": round(len(took) / seconds, 1), "words_per_s": round(words[kind] / seconds),
+        }
+    return result
 
 
 def job_burst(args: argparse.Namespace, headers: dict[str, str], dataset_id: str) -> dict[str, Any]:
@@ -197,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=60, help="seconds of POST /predict load")
     parser.add_argument("--max-requests", type=int, default=200_000, help="at most this many predict calls")
     parser.add_argument("--batch", type=int, default=1, help="texts per predict request")
+    parser.add_argument("--heavy-clients", type=int, default=1,
+                        help="clients sending the largest request the limits take, beside the light ones")
     parser.add_argument("--burst", type=int, default=100, help="jobs submitted at once (0: none)")
     parser.add_argument("--burst-wait", type=float, default=180, help="seconds to wait for them to end")
     args = parser.parse_args(argv)
@@ -217,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.duration > 0:
         result = predict_load(args, headers, model["id"])
         print("predict:", result, flush=True)
-        ok = ok and not result["errors"] and result["ok"] > 0
+        ok = ok and not (result["light"]["errors"] or result["heavy"]["errors"]) and result["light"]["ok"] > 0
     if args.burst > 0:
         result = job_burst(args, headers, model["dataset_id"])
         print("burst:", result, flush=True)

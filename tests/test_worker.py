@@ -46,6 +46,13 @@ def test_progress_is_recorded_with_fraction_and_events(store: Store, job_id: str
     assert kinds[-2:] == [("stage", "labeling"), ("log", None)]
 
 
+def test_log_lines_name_files_relative_to_the_data_directory(store: Store, job_id: str, settings) -> None:
+    data = settings.data
+    progress = RedisProgress(store, job_id, threading.Event(), data.redact)
+    progress.log(f"teacher: reusing {data.root}/jobs/job_x/teacher; data in {data.root}")
+    assert store.events(job_id)[-1].data["message"] == "teacher: reusing jobs/job_x/teacher; data in ."
+
+
 def test_a_cancel_reaches_the_job_through_the_heartbeat(store: Store, job_id: str) -> None:
     assert store.claim_job(job_id, "w1") is not None
     assert store.claim_job(job_id, "w2") is None  # a second delivery does not run it again

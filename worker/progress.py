@@ -61,8 +61,11 @@ class Heartbeat:
 
 
 class RedisProgress:
-    def __init__(self, store: Store, job_id: str, cancelled: threading.Event) -> None:
+    def __init__(
+        self, store: Store, job_id: str, cancelled: threading.Event, redact: Callable[[str], str] = str
+    ) -> None:
         self.store, self.job_id, self.cancelled = store, job_id, cancelled
+        self.redact = redact  # applied to log lines (DataDir.redact: no server paths in events)
         self.started = time.monotonic()
         self.state = JobProgress()
         self.metrics: dict[str, Any] = {}
@@ -95,7 +98,7 @@ class RedisProgress:
 
     def log(self, message: str) -> None:
         self._check()
-        self._record(self.store.add_event, self.job_id, "log", {"message": message})
+        self._record(self.store.add_event, self.job_id, "log", {"message": self.redact(message)})
 
     def _check(self) -> None:
         if self.cancelled.is_set():

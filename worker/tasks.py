@@ -44,7 +44,8 @@ def run_job(self: Any, job_id: str) -> dict[str, Any]:
     log.info("job started", extra={"job_id": job_id, "attempt": job.attempts})
     started = time.monotonic()
     with Heartbeat(store, job_id, settings.heartbeat_s, job.attempts) as beat:
-        status = execute(store, settings.data, job, RedisProgress(store, job_id, beat.cancelled))
+        data = settings.data
+        status = execute(store, data, job, RedisProgress(store, job_id, beat.cancelled, data.redact))
     seconds = round(time.monotonic() - started, 1)
     log.info("job ended", extra={"job_id": job_id, "status": status, "seconds": seconds})
     return {"job_id": job_id, "ran": True, "status": status}
@@ -70,7 +71,7 @@ def execute(store: Store, data: DataDir, job: Job, progress: RedisProgress) -> s
         return retrying(store.finish_job, job.id, "failed", job.attempts, error=error).status
     except Exception as exc:  # any failure of the job is the job's, not the worker's
         log.exception("job failed", extra={"job_id": job.id})
-        error = str(exc) if isinstance(exc, DataError) else f"{type(exc).__name__}: {exc}"
+        error = data.redact(str(exc) if isinstance(exc, DataError) else f"{type(exc).__name__}: {exc}")
         return retrying(store.finish_job, job.id, "failed", job.attempts, error=error).status
     progress.state.fraction, progress.state.eta_s = 1.0, 0.0
     ended = retrying(
@@ -114,6 +115,7 @@ def model_record(store: Store, data: DataDir, job: Job, cfg: JobConfig, report: 
         student_path=data.relative(student_dir), teacher_path=data.relative(teacher_dir),
         teacher=report["teacher"], student=report["student"], speedup=report["speedup"],
         baseline=report.get("baseline"), distillation_gain=report.get("distillation_gain"),
-        served=report.get("served"), warnings=report["warnings"],
-        seconds=report["seconds"], device=report["device"], config=job.config,
+        served=report.get("served"), onnx=report.get("onnx"), student_int8=report.get("student_int8"),
+        warnings=report["warnings"],
+        seconds=report["seconds"], device=report["device"], machine=report.get("machine"), config=job.config,
     )
