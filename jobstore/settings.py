@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     max_teacher_predict_chars: int = Field(20_000, ge=1)  # the same with use_teacher (about 10x slower)
     predict_time_limit_s: float = Field(30.0, gt=0)  # a POST /predict still tagging after this is a 503
     model_cache_size: int = Field(4, ge=1)  # models kept loaded in the API process (LRU)
+    # dynamic batching of POST /predict (student): concurrent requests for one model wait up to this
+    # long to be tagged together in one call; 0 turns batching off (each request alone)
+    batch_window_ms: float = Field(2.0, ge=0, le=1000)
+    batch_max_inputs: int = Field(64, ge=1)  # a batch closes early once it holds this many texts
     job_time_limit_s: int = Field(24 * 3600, ge=60)  # soft limit of one job; the job fails past it
     heartbeat_s: float = Field(2.0, gt=0)  # how often a running job and each worker report in
     heartbeat_timeout_s: float = Field(60.0, gt=0)  # a running job silent this long is requeued or failed

@@ -2,9 +2,10 @@
 
 1. ``--clients`` (32) threads call ``POST /predict`` with sentences of the bundled sample for
    ``--duration`` seconds (60), at most ``--max-requests`` in all, beside ``--heavy-clients`` (1)
-   sending the largest request the default limits take (10 texts of 19,000 characters). Reported
-   per kind: requests, errors (anything but 200, or no answer), p50/p90/p99 latency, requests/s
-   and words/s.
+   sending the largest request the default limits take (10 texts of 19,000 characters). One
+   request first loads the model, untimed. Reported per kind: requests, errors (anything but 200,
+   or no answer), p50/p90/p99 latency, requests/s, words/s, and from the responses'
+   ``batched_with`` how many requests shared a tagging call (dynamic batching).
 2. ``--burst`` (100) jobs are submitted at once from the same threads, each with its own
    Idempotency-Key, and cancelled straight away (no long training). Every one must be accounted
    for: listed exactly once by ``GET /jobs`` in a known status, no duplicates, and a retry with
@@ -19,6 +20,19 @@ must accept as a model root, no download) is run, about a minute on one core. Lo
     tagdistill up --port 8123 --data-dir /tmp/loaddata &
     python scripts/load_test.py --url http://127.0.0.1:8123 --train-tiny   # --duration 60 by default
     kill %1
+
+Batching on against off, in one run: start a second API process of the same deployment (same Redis,
+key prefix and data directory) with ``TAGDISTILL_BATCH_WINDOW_MS=0`` and pass its URL as
+``--compare-url``. Step 1 then runs against both, ``--duration`` seconds each, in alternating
+segments (A B B A with ``--compare-rounds 2``, the default, so a machine that gets busier or quieter
+over the run weighs on both alike; ``--max-requests`` is then per segment), and prints the two side
+by side; what each API did is read from the responses' ``batched_with``, not assumed::
+
+    export TAGDISTILL_MODEL_ROOTS=/tmp TAGDISTILL_MAX_ACTIVE_JOBS=1000 TAGDISTILL_DATA_DIR=/tmp/loaddata
+    tagdistill up --port 8123 &                                       # batching on (the default window)
+    TAGDISTILL_BATCH_WINDOW_MS=0 python -m uvicorn service.app:app --port 8124 --no-access-log &  # off
+    python scripts/load_test.py --url http://127.0.0.1:8123 --compare-url http://127.0.0.1:8124 \
+        --train-tiny --heavy-clients 0 --burst 0
 
 Exit status 0 when there were no errors and every job was accounted for.
 """
@@ -85,23 +99,25 @@ def train_tiny(client: httpx.Client) -> str:
     sys.exit(f"the tiny job {job_id} did not finish in 15 minutes")
 
 
-def predict_load(args: argparse.Namespace, headers: dict[str, str], model_id: str) -> dict[str, Any]:
+def predict_load(
+    args: argparse.Namespace, url: str, headers: dict[str, str], model_id: str, seconds: float
+) -> dict[str, Any]:
     """``--clients`` light clients (``--batch`` sample sentences a request) and ``--heavy-clients``
     heavy ones (the largest request the default limits take: 10 texts of 19,000 characters), side by
-    side for ``--duration`` seconds; latency figures per kind, so the light clients' p99 shows what a
-    heavy neighbour costs them."""
+    side for ``seconds`` against ``url``; the raw figures per kind (``summary`` makes the report), so
+    the light clients' p99 shows what a heavy neighbour costs them."""
     texts = sentences()
     heavy_batch = [" ".join(texts * 200)[:19_000]] * 10
-    deadline = time.monotonic() + args.duration
+    deadline = time.monotonic() + seconds
     lock = threading.Lock()
-    latencies: dict[str, list[float]] = {"light": [], "heavy": []}
-    errors: dict[str, dict[str, int]] = {"light": {}, "heavy": {}}
-    words = {"light": 0, "heavy": 0}
+    raw: dict[str, Any] = {
+        kind: {"latencies": [], "errors": {}, "words": 0, "batched_with": []} for kind in ("light", "heavy")
+    }
     budget = [args.max_requests]
 
     def client_loop(i: int) -> None:
         kind = "heavy" if i >= args.clients else "light"
-        with httpx.Client(base_url=args.url, headers=headers, timeout=60) as client:
+        with httpx.Client(base_url=url, headers=headers, timeout=60) as client:
             n = i
             while time.monotonic() < deadline:
                 with lock:
@@ -119,27 +135,55 @@ def predict_load(args: argparse.Namespace, headers: dict[str, str], model_id: st
                     outcome = type(exc).__name__
                 took = time.perf_counter() - started
                 with lock:
+                    mine = raw[kind]
                     if outcome is None:
-                        latencies[kind].append(took)
-                        words[kind] += sum(len(t.split()) for t in batch)
+                        mine["latencies"].append(took)
+                        mine["words"] += sum(len(t.split()) for t in batch)
+                        # absent from an API without dynamic batching: tagged alone
+                        mine["batched_with"].append(response.json().get("batched_with", 1))
                     else:
-                        errors[kind][outcome] = errors[kind].get(outcome, 0) + 1
+                        mine["errors"][outcome] = mine["errors"].get(outcome, 0) + 1
 
     started = time.monotonic()
     with concurrent.futures.ThreadPoolExecutor(args.clients + args.heavy_clients) as pool:
         list(pool.map(client_loop, range(args.clients + args.heavy_clients)))
-    seconds = time.monotonic() - started
+    raw["seconds"] = time.monotonic() - started
+    raw["texts_per_request"] = {"light": args.batch, "heavy": len(heavy_batch)}
+    return raw
+
+
+def summary(args: argparse.Namespace, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Requests, errors, p50/p90/p99 latency, requests/s, words/s and batching per kind, over ``runs``
+    (segments of ``predict_load`` against one API)."""
+    seconds = sum(r["seconds"] for r in runs)
     result: dict[str, Any] = {"seconds": round(seconds, 1)}
     for kind, clients in (("light", args.clients), ("heavy", args.heavy_clients)):
-        took = latencies[kind]
+        took = [t for r in runs for t in r[kind]["latencies"]]
+        shared = [n for r in runs for n in r[kind]["batched_with"]]
+        errors: dict[str, int] = {}
+        for r in runs:
+            for outcome, count in r[kind]["errors"].items():
+                errors[outcome] = errors.get(outcome, 0) + count
         q = statistics.quantiles(took, n=100) if len(took) >= 2 else [float("nan")] * 99
         result[kind] = {
-            "clients": clients, "texts_per_request": len(heavy_batch) if kind == "heavy" else args.batch,
-            "requests": len(took) + sum(errors[kind].values()), "ok": len(took), "errors": errors[kind],
+            "clients": clients, "texts_per_request": runs[0]["texts_per_request"][kind],
+            "requests": len(took) + sum(errors.values()), "ok": len(took), "errors": errors,
             **{f"p{p}_ms": round(q[p - 1] * 1000, 1) for p in (50, 90, 99)},
-            "requests_per_s": round(len(took) / seconds, 1), "words_per_s": round(words[kind] / seconds),
+            "requests_per_s": round(len(took) / seconds, 1),
+            "words_per_s": round(sum(r[kind]["words"] for r in runs) / seconds),
+            # how many requests shared each one's tagging call: 1.0 and 0 with batching off
+            "batched_with_mean": round(statistics.fmean(shared), 2) if shared else None,
+            "batched_share": round(sum(n > 1 for n in shared) / len(shared), 3) if shared else None,
         }
     return result
+
+
+def warm_up(url: str, headers: dict[str, str], model_id: str) -> float | None:
+    """One request, so the API has the model loaded before anything is timed; its load time (ms)."""
+    with httpx.Client(base_url=url, headers=headers, timeout=120) as client:
+        response = client.post("/predict", json={"model_id": model_id, "texts": sentences()[:1]})
+        response.raise_for_status()
+        return response.json().get("load_ms")
 
 
 def job_burst(args: argparse.Namespace, headers: dict[str, str], dataset_id: str) -> dict[str, Any]:
@@ -212,11 +256,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=1, help="texts per predict request")
     parser.add_argument("--heavy-clients", type=int, default=1,
                         help="clients sending the largest request the limits take, beside the light ones")
+    parser.add_argument("--compare-url", help="a second API of the same deployment (same Redis, key "
+                        "prefix and data directory) with other batching settings, e.g. "
+                        "TAGDISTILL_BATCH_WINDOW_MS=0: the predict load runs against both, compared")
+    parser.add_argument("--compare-rounds", type=int, default=2,
+                        help="with --compare-url: segments per API, alternated (2: A B B A)")
     parser.add_argument("--burst", type=int, default=100, help="jobs submitted at once (0: none)")
     parser.add_argument("--burst-wait", type=float, default=180, help="seconds to wait for them to end")
     args = parser.parse_args(argv)
-    if not args.url.startswith(("http://127.0.0.1", "http://localhost", "http://[::1]")):
-        sys.exit("load-test only a service on this machine (loopback)")
+    for url in filter(None, (args.url, args.compare_url)):
+        if not url.startswith(("http://127.0.0.1", "http://localhost", "http://[::1]")):
+            sys.exit("load-test only a service on this machine (loopback)")
     headers = {"Authorization": f"Bearer {args.key}"} if args.key else {}
 
     with httpx.Client(base_url=args.url, headers=headers, timeout=60) as client:
@@ -230,9 +280,24 @@ def main(argv: list[str] | None = None) -> int:
 
     ok = True
     if args.duration > 0:
-        result = predict_load(args, headers, model["id"])
-        print("predict:", result, flush=True)
-        ok = ok and not (result["light"]["errors"] or result["heavy"]["errors"]) and result["light"]["ok"] > 0
+        urls = [args.url, *([args.compare_url] if args.compare_url else [])]
+        for url in urls:
+            print(f"{url}: model ready (load_ms {warm_up(url, headers, model['id'])})", flush=True)
+        rounds = args.compare_rounds if args.compare_url else 1
+        order = [url for r in range(rounds) for url in (urls if r % 2 == 0 else urls[::-1])]  # A B B A ...
+        runs: dict[str, list[dict[str, Any]]] = {url: [] for url in urls}
+        for url in order:
+            runs[url].append(predict_load(args, url, headers, model["id"], args.duration / rounds))
+        for url in urls:
+            result = summary(args, runs[url])
+            print(f"predict {url}:", result, flush=True)
+            ok = ok and not (result["light"]["errors"] or result["heavy"]["errors"])
+            ok = ok and result["light"]["ok"] > 0
+        if args.compare_url:
+            a, b = (summary(args, runs[url])["light"] for url in urls)
+            print("light clients, --url against --compare-url:", {
+                k: f"{a[k]} vs {b[k]}" for k in ("requests_per_s", "words_per_s", "p50_ms", "p99_ms",
+                                                  "batched_with_mean", "errors")}, flush=True)
     if args.burst > 0:
         result = job_burst(args, headers, model["dataset_id"])
         print("burst:", result, flush=True)

@@ -98,7 +98,11 @@ class PredictResponse(BaseModel):
     model_id: str
     model: Literal["student", "teacher"]
     note: str | None = None  # set when the slower teacher answered
-    elapsed_ms: float
+    elapsed_ms: float  # ms in the server to load the model (first use), wait in its batch queue, tag
+    # how many requests (this one included) were tagged in the same call by dynamic batching; with
+    # several pieces (a large request), the most any of them shared. 1: tagged alone
+    batched_with: int = 1
+    load_ms: float | None = None  # set when this request loaded the model: how long the load took
     results: list[PredictResult]
 
 

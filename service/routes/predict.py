@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
@@ -13,12 +14,13 @@ from service.auth import CallerDep
 from service.bodies import PredictRequest, PredictResponse
 from service.deps import DataDirDep, ModelsDep, SettingsDep, StoreDep
 from service.errors import invalid
+from service.predictor import PIECE_CHARS
 
 router = APIRouter(tags=["predict"])
 log = logging.getLogger("tagdistill.api")
 
 TEACHER_NOTE = "tagged by the transformer teacher, which is much slower than the student; for comparison"
-CHUNK_CHARS = 20_000  # inputs are tagged in pieces of about this size, between which the request may end
+CHUNK_CHARS = PIECE_CHARS  # inputs are tagged in pieces of about this size, between which the request may end
 
 
 @router.post("/predict", response_model=PredictResponse)
@@ -31,6 +33,9 @@ async def predict(
     Bounded work: at most ``max_predict_inputs`` inputs, ``max_predict_chars`` characters each and
     ``max_predict_total_chars`` in all (``max_teacher_predict_chars`` with ``use_teacher``); past
     ``predict_time_limit_s`` the request ends with a 503, and when the client hangs up it ends at once.
+
+    Student requests are batched with those of concurrent clients (``service.predictor.Batcher``,
+    ``batch_window_ms``); ``batched_with`` says with how many. The teacher is never batched.
     """
     field = "texts" if req.texts is not None else "tokens"
     inputs = req.texts if req.texts is not None else req.tokens
@@ -51,33 +56,56 @@ async def predict(
     if not folder.is_dir():
         raise NotFound(f"the files of model {model.id} are not in this data directory ({path})")
     started = time.perf_counter()
-    tagger = await anyio.to_thread.run_sync(models.get, folder)
+    kind = "teacher" if req.use_teacher else "student"
+    loaded, load_ms = await anyio.to_thread.run_sync(models.get, folder)
+    if load_ms is not None:
+        log.info("model loaded", extra={"model_id": model.id, "model": kind, "load_ms": load_ms,
+                                        "runtime": loaded.tagger.runtime})
     results: list[dict] = []
-    for chunk in _chunks(inputs, sizes):
+    batched_with = 1
+    for chunk, chars in _chunks(inputs, sizes):
         if await request.is_disconnected():  # nobody waits for the rest: stop spending the CPU on it
             log.info("predict abandoned: the client hung up", extra={"done": len(results), "of": len(inputs)})
             return Response(status_code=499)
-        if time.perf_counter() - started > settings.predict_time_limit_s:
-            msg = f"tagging took over {settings.predict_time_limit_s} s; send fewer or shorter texts"
-            raise HTTPException(503, msg, headers={"Retry-After": "5"})
-        results += await anyio.to_thread.run_sync(tagger.predict, chunk)
+        left_s = settings.predict_time_limit_s - (time.perf_counter() - started)
+        if left_s <= 0:
+            raise _too_slow(settings.predict_time_limit_s)
+        if req.use_teacher:  # seconds a call: batching would only make its neighbours wait
+            results += await anyio.to_thread.run_sync(loaded.tagger.predict, chunk)
+            continue
+        try:
+            # Waits in the model's queue (with the other clients' pieces) as well as tagging; on the
+            # time limit, a piece still queued is dropped (a running batch runs to its end regardless).
+            part, shared = await asyncio.wait_for(loaded.batcher.predict(chunk, chars), left_s)
+        except asyncio.TimeoutError:  # (not the builtin TimeoutError before Python 3.11)
+            raise _too_slow(settings.predict_time_limit_s) from None
+        results += part
+        batched_with = max(batched_with, shared)
     return PredictResponse(
         model_id=model.id,
-        model="teacher" if req.use_teacher else "student",
+        model=kind,
         note=TEACHER_NOTE if req.use_teacher else None,
         elapsed_ms=round((time.perf_counter() - started) * 1000, 2),
+        batched_with=batched_with,
+        load_ms=load_ms,
         results=results,
     )
 
 
-def _chunks(inputs: list, sizes: list[int]) -> list[list]:
-    """``inputs`` in order, cut into pieces of about CHUNK_CHARS characters (at least one input each)."""
-    chunks: list[list] = [[]]
-    filled = 0
+def _too_slow(limit_s: float) -> HTTPException:
+    msg = f"tagging took over {limit_s} s; send fewer or shorter texts"
+    return HTTPException(503, msg, headers={"Retry-After": "5"})
+
+
+def _chunks(inputs: list, sizes: list[int]) -> list[tuple[list, int]]:
+    """``inputs`` in order, cut into pieces of about CHUNK_CHARS characters (at least one input each),
+    each with its size in characters."""
+    chunks: list[tuple[list, int]] = [([], 0)]
     for item, size in zip(inputs, sizes, strict=True):
-        if chunks[-1] and filled + size > CHUNK_CHARS:
-            chunks.append([])
-            filled = 0
-        chunks[-1].append(item)
-        filled += size
+        piece, filled = chunks[-1]
+        if piece and filled + size > CHUNK_CHARS:
+            chunks.append(([], 0))
+            piece, filled = chunks[-1]
+        piece.append(item)
+        chunks[-1] = (piece, filled + size)
     return chunks
