@@ -113,7 +113,8 @@ def _pool_process(worker: subprocess.Popen) -> int:
 def _attempts(events: list[Any]) -> list[list[Any]]:
     """The job's events split into its runs: each from a ``running`` status to the next."""
     starts = [i for i, e in enumerate(events) if e.type == "status" and e.data["status"] == "running"]
-    return [events[a:b] for a, b in zip(starts, [*starts[1:], len(events)], strict=True)]
+    ends = [*starts[1:], len(events)] if starts else []  # no run yet: no runs
+    return [events[a:b] for a, b in zip(starts, ends, strict=True)]
 
 
 def _epochs(events: list[Any], stage: str) -> list[int]:
