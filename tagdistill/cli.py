@@ -128,14 +128,15 @@ def cmd_distill(args: argparse.Namespace) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from tagdistill.data import read_file
-    from tagdistill.report import model_entry
+    from tagdistill.report import model_entry, speeds
     from tagdistill.tagger import Tagger
 
     tagger = Tagger.load(args.model, args.device)
     sents = read_file(args.test, args.format, tag_column=args.tag_column)
     model = tagger.model.model if tagger.kind == "teacher" else tagger.model
-    entry = model_entry(lambda b: tagger.tag(b, 32), model, tagger.path, {"test": sents},
-                        [s.tokens for s in sents])
+    tag = lambda b: tagger.tag(b, 32)  # noqa: E731
+    entry = model_entry(tag, model, tagger.path, {"test": sents})
+    entry["words_per_second"] = speeds({"model": tag}, [s.tokens for s in sents])["model"]
     print(json.dumps({"model": str(tagger.path), "kind": tagger.kind, **entry}, indent=1))
 
 

@@ -37,7 +37,7 @@ from tagdistill.export import INT8_FILE, OnnxStudent, export_student
 from tagdistill.finetune import train_teacher
 from tagdistill.progress import Progress
 from tagdistill.pseudo import pseudo_labels
-from tagdistill.report import gain, model_entry, scores, weak_types
+from tagdistill.report import gain, model_entry, scores, speeds, weak_types
 from tagdistill.schemes import label_index
 from tagdistill.tagger import student_predict
 from tagdistill.teacher import Teacher
@@ -230,17 +230,22 @@ def evaluate(
     data: Dataset,
     progress: Progress,
 ) -> tuple[dict[str, Any], dict[str, dict[str, list[list[str]]]]]:
-    """Every model's entry (``report.model_entry``): F1 on dev and test, size and words/s, measured one
-    after the other in this process, and its predicted tags per split. One progress step per model."""
+    """Every model's entry (``report.model_entry``): F1 on dev and test, size, and words/s measured side by
+    side (``report.speeds``), and its predicted tags per split. One progress step per model and per
+    round of speeds."""
     splits = {"dev": data.dev, **({"test": data.test} if data.test else {})}
     timed = [s.tokens for s in (data.test or data.dev)]  # file order: a fair sample
-    progress.stage("evaluating", 1 + len(students))
-    predicted: dict[str, dict[str, list[list[str]]]] = {name: {} for name in ("teacher", *students)}
-    report = {"teacher": model_entry(lambda b: teacher.predict(b, batch_size=32), teacher.model, teacher_dir,
-                                     splits, timed, predicted["teacher"])}
-    progress.step(1)
-    for name, (model, folder) in students.items():
-        report[name] = model_entry(lambda b, m=model: student_predict(m, b, batch_size=32), model, folder,
-                                   splits, timed, predicted[name])
+    rounds = 3
+    progress.stage("evaluating", 1 + len(students) + rounds)
+    predicts = {"teacher": lambda b: teacher.predict(b, batch_size=32)} | {
+        name: lambda b, m=model: student_predict(m, b, batch_size=32) for name, (model, _) in students.items()
+    }
+    predicted: dict[str, dict[str, list[list[str]]]] = {name: {} for name in predicts}
+    models = {"teacher": (teacher.model, teacher_dir), **students}
+    report = {}
+    for name, (model, folder) in models.items():
+        report[name] = model_entry(predicts[name], model, folder, splits, predicted[name])
         progress.step(1)
+    for name, measured in speeds(predicts, timed, rounds, on_round=lambda: progress.step(1)).items():
+        report[name]["words_per_second"] = measured
     return report, predicted

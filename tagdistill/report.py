@@ -5,6 +5,7 @@ One builder for the pipeline, the CLI's ``evaluate`` and the benchmark, so their
 
 from __future__ import annotations
 
+import statistics
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -33,12 +34,24 @@ def scores(
     return out
 
 
-def speeds(predict: Predict, timed: Sequence[Sequence[str]]) -> dict[str, float]:
-    """Words per second at batch 32 (length-sorted batches, as a server would) and one sentence per call."""
-    return {
-        "batch_32": words_per_second(predict, timed, 32, max_words=SPEED_WORDS[32], sort_by_length=True),
-        "batch_1": words_per_second(predict, timed, 1, max_words=SPEED_WORDS[1]),
-    }
+def speeds(
+    predicts: dict[str, Predict], timed: Sequence[Sequence[str]], rounds: int = 3,
+    on_round: Callable[[], None] | None = None,
+) -> dict[str, dict[str, float]]:
+    """Words per second of each model at batch 32 (length-sorted batches, as a server would) and one
+    sentence per call, medians over ``rounds``. Interleaved: each round times every model once, so all
+    of them see the same machine load and a busy moment cannot flip their ratio. ``on_round`` follows
+    each round (progress, and a chance to stop)."""
+    rates: dict[str, dict[str, list[float]]] = {name: {"batch_32": [], "batch_1": []} for name in predicts}
+    for _ in range(rounds):
+        for name, predict in predicts.items():
+            rates[name]["batch_32"].append(words_per_second(
+                predict, timed, 32, repeats=1, max_words=SPEED_WORDS[32], sort_by_length=True))
+            rates[name]["batch_1"].append(
+                words_per_second(predict, timed, 1, repeats=1, max_words=SPEED_WORDS[1]))
+        if on_round is not None:
+            on_round()
+    return {name: {k: statistics.median(v) for k, v in r.items()} for name, r in rates.items()}
 
 
 def model_entry(
@@ -46,19 +59,15 @@ def model_entry(
     model: torch.nn.Module,
     folder: Path,
     splits: dict[str, Sequence[Sentence]],
-    timed: Sequence[Sequence[str]] | None = None,
     predicted: dict[str, list[list[str]]] | None = None,
 ) -> dict[str, Any]:
-    """One model's part of a report: scores per split, parameters, bytes on disk and (when ``timed``
-    sentences are given, in file order) words per second; ``predicted`` as for ``scores``."""
-    entry: dict[str, Any] = {
+    """One model's part of a report but its speeds (``speeds``, measured beside the others): scores per
+    split, parameters and bytes on disk; ``predicted`` as for ``scores``."""
+    return {
         **scores(predict, splits, predicted),
         "parameters": count_parameters(model),
         "bytes_on_disk": bytes_on_disk(folder),
     }
-    if timed is not None:
-        entry["words_per_second"] = speeds(predict, timed)
-    return entry
 
 
 def gain(student: dict[str, Any], baseline: dict[str, Any]) -> dict[str, Any]:
