@@ -30,7 +30,8 @@ def get_data_dir() -> DataDir:
 
 @lru_cache
 def get_models() -> ModelCache:
-    return ModelCache(get_settings().model_cache_size)
+    settings = get_settings()
+    return ModelCache(settings.model_cache_size, settings.batch_window_ms, settings.batch_max_inputs)
 
 
 @lru_cache

@@ -20,7 +20,6 @@ from typing import Any
 
 import anyio
 
-from jobstore.settings import get_settings
 from tagdistill.tagger import Tagger
 
 # The unit of tagging work: POST /predict tags a large request in pieces of about this many characters
@@ -170,16 +169,12 @@ class Loaded:
 
 
 class ModelCache:
-    def __init__(
-        self, size: int, window_ms: float | None = None, max_inputs: int | None = None,
-        max_chars: int = PIECE_CHARS,
-    ) -> None:
-        """``window_ms``, ``max_inputs``: the batchers' (default: the settings' ``batch_window_ms``
-        and ``batch_max_inputs``); ``max_chars``: characters per batch at most."""
-        settings = get_settings()
+    def __init__(self, size: int, window_ms: float, max_inputs: int, max_chars: int = PIECE_CHARS) -> None:
+        """``size`` models at most; their batchers gather for ``window_ms`` (0: no batching) up to
+        ``max_inputs`` inputs and ``max_chars`` characters."""
         self.size = size
-        self.window_s = (settings.batch_window_ms if window_ms is None else window_ms) / 1000
-        self.max_inputs = settings.batch_max_inputs if max_inputs is None else max_inputs
+        self.window_s = window_ms / 1000
+        self.max_inputs = max_inputs
         self.max_chars = max_chars
         self._models: OrderedDict[Path, Loaded] = OrderedDict()
         self._loading: dict[Path, threading.Lock] = {}  # one per folder being loaded

@@ -20,7 +20,6 @@ router = APIRouter(tags=["predict"])
 log = logging.getLogger("tagdistill.api")
 
 TEACHER_NOTE = "tagged by the transformer teacher, which is much slower than the student; for comparison"
-CHUNK_CHARS = PIECE_CHARS  # inputs are tagged in pieces of about this size, between which the request may end
 
 
 @router.post("/predict", response_model=PredictResponse)
@@ -98,12 +97,12 @@ def _too_slow(limit_s: float) -> HTTPException:
 
 
 def _chunks(inputs: list, sizes: list[int]) -> list[tuple[list, int]]:
-    """``inputs`` in order, cut into pieces of about CHUNK_CHARS characters (at least one input each),
+    """``inputs`` in order, cut into pieces of about PIECE_CHARS characters (at least one input each),
     each with its size in characters."""
     chunks: list[tuple[list, int]] = [([], 0)]
     for item, size in zip(inputs, sizes, strict=True):
         piece, filled = chunks[-1]
-        if piece and filled + size > CHUNK_CHARS:
+        if piece and filled + size > PIECE_CHARS:
             chunks.append(([], 0))
             piece, filled = chunks[-1]
         piece.append(item)
