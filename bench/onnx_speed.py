@@ -27,10 +27,14 @@ import onnx
 import onnxruntime
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ modules beside this file
+
+from speed import interleaved_rates
+
 from tagdistill.config import DistillConfig, StudentConfig
 from tagdistill.data import read_file
 from tagdistill.export import INT8_FILE, ONNX_FILE, OnnxStudent, export_student, weights_digest
-from tagdistill.metrics import count_parameters, entity_scores, words_per_second
+from tagdistill.metrics import count_parameters, entity_scores
 from tagdistill.progress import ConsoleProgress
 from tagdistill.schemes import label_index
 from tagdistill.tagger import WEIGHTS_FILE, Tagger, model_folder
@@ -73,14 +77,7 @@ def measure(
     splits = {"test": sentences, "dev": read_file(dev, "conll")}
     f1 = {rt: {name: entity_scores([s.tags or [] for s in sents], t.tag([s.tokens for s in sents], 32))["f1"]
                for name, sents in splits.items()} for rt, t in taggers.items()}
-    rates: dict[str, dict[str, list[float]]] = {rt: {"batch_32": [], "batch_1": []} for rt in RUNTIMES}
-    for _ in range(rounds):  # interleaved: every runtime sees the same machine load, round by round
-        for rt, tagger in taggers.items():
-            tag = tagger.tag
-            rates[rt]["batch_32"].append(words_per_second(
-                lambda b, t=tag: t(b, 32), tokens, 32, repeats=1, max_words=words, sort_by_length=True))
-            rates[rt]["batch_1"].append(words_per_second(
-                lambda b, t=tag: t(b, 1), tokens, 1, repeats=1, max_words=words_batch1))
+    rates = interleaved_rates({rt: t.tag for rt, t in taggers.items()}, tokens, rounds, words, words_batch1)
     results = {}
     for rt in RUNTIMES:
         med = {k: statistics.median(v) for k, v in rates[rt].items()}

@@ -34,6 +34,23 @@ def _tagger(folder: Path) -> tuple[str, Callable[..., list[list[str]]]]:
     return tagger.kind, tagger.tag
 
 
+def interleaved_rates(
+    taggers: dict[str, Callable[[list[list[str]], int], object]], tokens: list[list[str]], rounds: int,
+    words: int, words_batch1: int,
+) -> dict[str, dict[str, list[float]]]:
+    """Words/s of each ``tag(batch, batch_size)`` per round, at batch 32 (the first ``words`` words,
+    batched by length) and at batch 1 (file order). Each round times every tagger once, so all see the
+    same machine load."""
+    rates: dict[str, dict[str, list[float]]] = {m: {"batch_32": [], "batch_1": []} for m in taggers}
+    for _ in range(rounds):
+        for name, tag in taggers.items():
+            rates[name]["batch_32"].append(words_per_second(
+                lambda b, t=tag: t(b, 32), tokens, 32, repeats=1, max_words=words, sort_by_length=True))
+            rates[name]["batch_1"].append(words_per_second(
+                lambda b, t=tag: t(b, 1), tokens, 1, repeats=1, max_words=words_batch1))
+    return rates
+
+
 def measure_speeds(
     models: dict[str, Path], test: Path, rounds: int = 3, words: int = 5000, words_batch1: int = 1500,
     threads: tuple[int, ...] = (1, 2),
@@ -47,13 +64,8 @@ def measure_speeds(
                               "words": {"batch_32": words, "batch_1": words_batch1}, "threads": {}}
     for n in threads:
         torch.set_num_threads(n)
-        rates: dict[str, dict[str, list[float]]] = {m: {"batch_32": [], "batch_1": []} for m in taggers}
-        for _ in range(rounds):
-            for name, (_, tag) in taggers.items():
-                rates[name]["batch_32"].append(words_per_second(
-                    lambda b, t=tag: t(b, 32), tokens, 32, repeats=1, max_words=words, sort_by_length=True))
-                rates[name]["batch_1"].append(words_per_second(
-                    lambda b, t=tag: t(b, 1), tokens, 1, repeats=1, max_words=words_batch1))
+        rates = interleaved_rates({name: tag for name, (_, tag) in taggers.items()}, tokens, rounds, words,
+                                  words_batch1)
         models_out = result["threads"][str(n)] = {}
         for name, (kind, _) in taggers.items():
             med = {k: statistics.median(v) for k, v in rates[name].items()}
