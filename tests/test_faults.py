@@ -159,6 +159,12 @@ def _job_body(dataset_id: str, teacher: Path) -> dict[str, Any]:
     }
 
 
+def _submit_job(client: httpx.Client, teacher: Path) -> str:
+    """Upload the sample and submit a ``_job_body`` job on it; the job's id."""
+    ds = upload_sample(client).json()
+    return client.post("/jobs", json=_job_body(ds["id"], teacher)).json()["id"]
+
+
 def _quick_body(dataset_id: str, teacher: Path, **student: Any) -> dict[str, Any]:
     body = _job_body(dataset_id, teacher)
     body["teacher"]["epochs"] = body["distill"]["epochs"] = 1
@@ -172,8 +178,7 @@ def test_a_job_goes_on_while_the_api_is_killed_and_restarted(
     store, workers = stack["store"], {}
     _worker(stack, "a", workers)
     with httpx.Client(base_url=stack["url"], timeout=60) as client:
-        ds = upload_sample(client).json()
-        job_id = client.post("/jobs", json=_job_body(ds["id"], tiny_teacher)).json()["id"]
+        job_id = _submit_job(client, tiny_teacher)
     api = stack["procs"][0]
 
     def epochs() -> int:
@@ -209,8 +214,7 @@ def test_a_job_resumes_after_its_pool_process_is_killed(stack: dict[str, Any], t
     _worker(stack, "a", workers)
     (main,) = workers.values()
     with httpx.Client(base_url=stack["url"], timeout=60) as client:
-        ds = upload_sample(client).json()
-        job_id = client.post("/jobs", json=_job_body(ds["id"], tiny_teacher)).json()["id"]
+        job_id = _submit_job(client, tiny_teacher)
 
         def reached() -> int | None:
             done = [e.data["epoch"] for e in store.events(job_id) if e.type == "epoch"]
@@ -339,8 +343,7 @@ def test_a_redis_outage_longer_than_the_heartbeat_timeout_ends_with_one_model_an
         _worker(stack, "a", workers)
         (main,) = workers.values()
         with httpx.Client(base_url=stack["url"], timeout=60) as client:
-            ds = upload_sample(client).json()
-            job_id = client.post("/jobs", json=_job_body(ds["id"], tiny_teacher)).json()["id"]
+            job_id = _submit_job(client, tiny_teacher)
             wait_for(lambda: store.get_job(job_id).stage == "student", 120, "the student stage", every_s=0.05)
             run = _pool_process(main)
             try:
