@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 SAMPLE = Path(__file__).resolve().parents[1] / "tagdistill" / "sample"
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -35,3 +36,30 @@ def sample_words() -> list[str]:
         if line.strip():
             words.append(line.split()[0])
     return words
+
+
+def untrained_model(
+    store: Any, job_dir: Path, student: Any, dataset_id: str, owner: str | None = None
+) -> Any:
+    """``student`` (a NeuralTagger, untrained: no training needed) saved in ``job_dir/student``, a job folder
+    of the data directory, and a model record for it added to ``store``; the record (a Model)."""
+    from jobstore.records import Model, utcnow
+    from tagdistill.config import JobConfig
+    from tagdistill.tagger import save_student
+
+    save_student(student, job_dir / "student")
+    model = Model(
+        id=store.new_id("mdl"), job_id=job_dir.name, dataset_id=dataset_id, owner=owner, created_at=utcnow(),
+        labels=student.vocab.labels, student_path=f"jobs/{job_dir.name}/student",
+        teacher_path=f"jobs/{job_dir.name}/teacher", teacher={}, student={}, speedup={}, seconds={},
+        device="cpu", config=JobConfig(dataset_id=dataset_id),
+    )
+    store.add_model(model)
+    return model
+
+
+def remove_model(store: Any, model: Any) -> None:
+    """The record of ``untrained_model`` gone again, so later tests that list models never see it."""
+    store.r.delete(store.p + f"model:{model.id}")
+    for who in {None, model.owner}:
+        store.r.zrem(store._index("models", who), model.id)

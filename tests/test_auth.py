@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+from builders import remove_model, untrained_model
 from conftest import _stop, start_api, upload_sample
 from test_service import KNOWN, slow_job, wait_status
 
@@ -64,28 +65,16 @@ def team_a_dataset(keyed_api: str) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def team_a_model(keyed_api: str, team_a_dataset: dict[str, Any], store, settings) -> Iterator[dict[str, Any]]:
     """A model record of team-a whose student is a small, untrained BiLSTM (no training needed)."""
-    from jobstore.records import Model, utcnow
-    from tagdistill.config import JobConfig, StudentConfig
+    from tagdistill.config import StudentConfig
     from tagdistill.student import NeuralTagger
-    from tagdistill.tagger import save_student
     from tagdistill.vocab import Vocab
 
-    labels = ["O", "B-LOC", "I-LOC"]
     cfg = StudentConfig(hidden=8, word_dim=8, char_dim=4, char_hidden=4)
+    student = NeuralTagger(cfg, Vocab.build([KNOWN.split()], ["O", "B-LOC", "I-LOC"], cfg))
     job_dir = Path(settings.data_dir) / "jobs" / f"job_{secrets.token_hex(6)}"
-    save_student(NeuralTagger(cfg, Vocab.build([KNOWN.split()], labels, cfg)), job_dir / "student")
-    model = Model(
-        id=store.new_id("mdl"), job_id=job_dir.name, dataset_id=team_a_dataset["id"], owner="team-a",
-        created_at=utcnow(), labels=labels, student_path=f"jobs/{job_dir.name}/student",
-        teacher_path=f"jobs/{job_dir.name}/teacher", teacher={}, student={}, speedup={}, seconds={},
-        device="cpu", config=JobConfig(dataset_id=team_a_dataset["id"]),
-    )
-    store.add_model(model)
+    model = untrained_model(store, job_dir, student, team_a_dataset["id"], owner="team-a")
     yield model.model_dump(mode="json")
-    # a model without metrics: gone again, so later tests (the dashboard's) never list it
-    store.r.delete(store.p + f"model:{model.id}")
-    store.r.zrem(store.p + "models", model.id)
-    store.r.zrem(store.p + "owner:team-a:models", model.id)
+    remove_model(store, model)  # a model without metrics: later tests (the dashboard's) never list it
 
 
 GUARDED = [

@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 import pytest
-from builders import SAMPLE
+from builders import SAMPLE, untrained_model
 from conftest import _stop, start_api, wait_for
 
 CLIENTS = 16
@@ -63,28 +63,19 @@ def batching_env(service_env: dict[str, str], tmp_path_factory: pytest.TempPathF
 @pytest.fixture(scope="module")
 def model(batching_env: dict[str, str]) -> dict[str, Any]:
     """The served student (ONNX) and its model record; ``folder`` is the student's folder."""
-    from jobstore.records import Model, utcnow
     from jobstore.store import Store
-    from tagdistill.config import JobConfig, StudentConfig
+    from tagdistill.config import StudentConfig
     from tagdistill.export import export_student
     from tagdistill.student import NeuralTagger
-    from tagdistill.tagger import save_student
     from tagdistill.vocab import Vocab
 
     labels = ["O", "B-LOC", "I-LOC", "B-MISC", "I-MISC", "B-ORG", "I-ORG", "B-PER", "I-PER"]
     cfg = StudentConfig(hidden=16, word_dim=16, char_dim=8, char_hidden=8, embeddings=None)
-    vocab = Vocab.build([s.split() for s in sample_sentences()], labels, cfg)
+    student = NeuralTagger(cfg, Vocab.build([s.split() for s in sample_sentences()], labels, cfg))
     job_dir = Path(batching_env["TAGDISTILL_DATA_DIR"]) / "jobs" / "job_batching"
-    save_student(NeuralTagger(cfg, vocab), job_dir / "student")
-    export_student(job_dir / "student")
     store = Store.from_url(batching_env["TAGDISTILL_REDIS_URL"], batching_env["TAGDISTILL_KEY_PREFIX"])
-    record = Model(
-        id=store.new_id("mdl"), job_id=job_dir.name, dataset_id="ds_batching", created_at=utcnow(),
-        labels=labels, student_path=f"jobs/{job_dir.name}/student",
-        teacher_path=f"jobs/{job_dir.name}/teacher", teacher={}, student={}, speedup={}, seconds={},
-        device="cpu", config=JobConfig(dataset_id="ds_batching"),
-    )
-    store.add_model(record)
+    record = untrained_model(store, job_dir, student, "ds_batching")
+    export_student(job_dir / "student")
     return {**record.model_dump(mode="json"), "folder": job_dir / "student"}
 
 

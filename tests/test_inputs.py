@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from builders import remove_model, untrained_model
 from test_service import KNOWN, slow_job, wait_status
 
 ROUTES_WITH_PAGES = ["/jobs", "/datasets", "/models"]
@@ -37,29 +38,18 @@ def cancelled_job(api: str, dataset: dict[str, Any], tiny_teacher: Path) -> dict
 @pytest.fixture(scope="module")
 def model(api: str, store, settings) -> Iterator[dict[str, Any]]:
     """A model record whose student is a small, untrained BiLSTM (no training needed), padded."""
-    from jobstore.records import Model, utcnow
     from tagdistill.config import StudentConfig
     from tagdistill.student import NeuralTagger
-    from tagdistill.tagger import save_student
     from tagdistill.vocab import Vocab
 
-    labels = ["O", "B-LOC", "I-LOC"]
     cfg = StudentConfig(hidden=8, word_dim=8, char_dim=4, char_hidden=4)
+    student = NeuralTagger(cfg, Vocab.build([KNOWN.split()], ["O", "B-LOC", "I-LOC"], cfg))
     job_dir = Path(settings.data_dir) / "jobs" / f"job_{secrets.token_hex(6)}"
-    save_student(NeuralTagger(cfg, Vocab.build([KNOWN.split()], labels, cfg)), job_dir / "student")
+    record = untrained_model(store, job_dir, student, "ds_inputs")
     # 8 MB that gzip cannot shrink: building the archive takes long enough for downloads to overlap
     (job_dir / "student" / "padding.bin").write_bytes(os.urandom(8 << 20))
-    record = Model.model_validate({
-        "id": store.new_id("mdl"), "job_id": job_dir.name, "dataset_id": "ds_inputs",
-        "created_at": utcnow(), "labels": labels, "student_path": f"jobs/{job_dir.name}/student",
-        "teacher_path": f"jobs/{job_dir.name}/teacher", "teacher": {}, "student": {}, "speedup": {},
-        "seconds": {}, "device": "cpu", "config": {"dataset_id": "ds_inputs"},
-    })
-    store.add_model(record)
     yield {**record.model_dump(mode="json"), "folder": job_dir}
-    # gone again, so later tests that take the newest model never get this one
-    store.r.delete(store.p + f"model:{record.id}")
-    store.r.zrem(store.p + "models", record.id)
+    remove_model(store, record)  # so later tests that take the newest model never get this one
 
 
 # --- 1. cursors ---------------------------------------------------------------------------------
