@@ -1,7 +1,7 @@
 """Where files lie in the data directory shared by the API and the workers.
 
 Records in Redis keep paths relative to this directory, so machines that mount it at
-different places (see the README) agree on them::
+different places (see docs/DEPLOY.md, "Several machines") agree on them::
 
     datasets/<dataset id>/train.conll ...   uploaded files, under names the service chooses
     jobs/<job id>/                          a job's work_dir (teacher/, student/, report.json)

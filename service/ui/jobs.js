@@ -126,7 +126,7 @@ export async function jobsPage(main, params, page) {
       h("label", { for: "j-config" }, "Full config (JSON)"),
       extra,
       h("small", { id: "j-config-hint", class: "hint" },
-        "Any other setting of the job config, merged over the fields above (see the README or /docs). ",
+        "Any other setting of the job config, merged over the fields above (see docs/API.md or /docs). ",
         "Paths such as teacher.path are relative to the service's data directory."),
       errorSlot("config")),
     h("details", {}, h("summary", {}, "The config that will be sent"), preview),
