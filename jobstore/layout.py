@@ -17,6 +17,7 @@ import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from jobstore.artifacts import ArtifactStore
 from jobstore.records import Dataset
 from tagdistill.config import DEFAULT_TEACHER, GLOVE_6B_50D, DataFiles, JobConfig
 
@@ -36,9 +37,31 @@ class PathError(ValueError):
 
 
 class DataDir:
-    def __init__(self, root: Path, model_roots: Iterable[Path] = ()) -> None:
+    def __init__(
+        self, root: Path, model_roots: Iterable[Path] = (), artifacts: ArtifactStore | None = None
+    ) -> None:
         self.root = Path(root).resolve()
         self.model_roots = [Path(r).resolve() for r in model_roots]  # where absolute base models may lie
+        self.artifacts = artifacts or ArtifactStore(self.root)  # the default: this folder is the store
+
+    def exists(self, path: Path) -> bool:
+        """Whether ``path`` (absolute, inside the directory) exists here or in the artifact store."""
+        if os.path.exists(path):  # False (not an error) for names too long or odd
+            return True
+        try:
+            return self.artifacts.remote and self.artifacts.exists(self.relative(path))
+        except (OSError, ValueError):  # a key the store refuses (too long, say) names nothing there
+            return False
+
+    def fetch(self, relative: str | Path) -> Path:
+        """``relative`` as an absolute path (as ``resolve``), its files first brought from the artifact
+        store into this directory when they live in an object store (missing ones stay missing: the
+        caller's existence check answers), and the local cache trimmed around it."""
+        path = self.resolve(relative)
+        if self.artifacts.remote:
+            self.artifacts.pull(self.relative(path), missing_ok=True)
+            self.artifacts.trim(keep=[self.relative(path)])
+        return path
 
     def dataset(self, dataset_id: str) -> Path:
         return self.root / "datasets" / dataset_id
@@ -119,12 +142,12 @@ class DataDir:
             raise PathError(field, f"{exc}; give a path relative to it") from None
         record = self.record_of(path)
         mine = may_use is None or (record is not None and (record[0] == "shared" or may_use(record)))
-        if not (mine and os.path.exists(path)):  # exists: False (not an error) for names too long or odd
+        if not (mine and self.exists(path)):
             raise PathError(field, f"{value} does not exist in your jobs, your datasets or shared/")
         return path
 
     def _base_model(self, base: str, may_use: MayUse | None) -> str:
-        if os.path.isabs(base) and not self._inside(base):
+        if os.path.isabs(base) and not self.inside(base):
             real = os.path.realpath(base)
             if any(Path(real).is_relative_to(root) for root in self.model_roots) and os.path.isdir(real):
                 return real
@@ -137,7 +160,7 @@ class DataDir:
         except PathError:
             # never read a name in the service's own folders as a Hugging Face name (the worker would find it)
             top = Path(base).parts[0] if Path(base).parts else ""
-            ours = self._inside(base) or top in ("jobs", "datasets", "shared", "tmp")
+            ours = self.inside(base) or top in ("jobs", "datasets", "shared", "tmp")
             if ours or not HUB_NAME.fullmatch(base) or ".." in base:
                 raise PathError(
                     "teacher.base_model",
@@ -146,7 +169,7 @@ class DataDir:
                 ) from None
         return base  # a Hugging Face name; loaded (or refused) when the job runs
 
-    def _inside(self, path: str) -> bool:
+    def inside(self, path: str) -> bool:
         """Whether an absolute ``path`` points into the data directory."""
         try:
             return os.path.isabs(path) and Path(os.path.realpath(path)).is_relative_to(self.root)

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import os
 import re
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from jobstore.artifacts import ArtifactStore
 from jobstore.layout import DataDir
 
 
@@ -26,7 +28,19 @@ class Settings(BaseSettings):
     key_prefix: str = "tagdistill:"  # every Redis key of ours starts with this
     # folders outside data_dir (os.pathsep-separated) whose model folders jobs may name as teacher.base_model
     model_roots: str = ""
-    queue: str = "gpu"  # Celery queue that training jobs go to (a CPU-only worker serves it too)
+    queue: str = "gpu"  # Celery queue of the teacher and labeling stages (a CPU-only worker serves it too)
+    # Celery queue of the student, baseline, export and evaluation stages; unset: the same as `queue`,
+    # and a job runs as one task. Set (say "cpu"), a job is two tasks: the teacher's part on `queue`
+    # (GPU workers), then the rest on this one (CPU workers), handed over through the artifact store.
+    cpu_queue: str | None = None
+    # Where datasets and job folders live: "" (the data directory itself, shared by every process) or
+    # "s3://bucket/prefix", an S3-compatible object store; then data_dir is each process's local cache
+    storage_url: str = ""
+    storage_endpoint_url: str | None = None  # the object store's URL (MinIO: http://minio:9000); None: AWS
+    storage_key: SecretStr = SecretStr("")  # access key id ("": the AWS_* environment or instance role)
+    storage_secret: SecretStr = SecretStr("")  # secret access key
+    storage_region: str | None = None  # region of the bucket, where the store needs one
+    cache_max_gb: float = Field(50.0, gt=0)  # local cache size with storage_url set (least recent evicted)
     host: str = "127.0.0.1"  # API bind address for `tagdistill up` (keep it local unless API keys are set)
     # "owner:key,owner:key": with any key set, every route but /health, the docs and the dashboard's
     # files needs "Authorization: Bearer <key>", and a key sees only its owner's records
@@ -61,6 +75,13 @@ class Settings(BaseSettings):
     max_width: int = Field(4096, ge=1)  # the student's embedding and hidden sizes
     max_vocab: int = Field(2_000_000, ge=100)  # student.max_vocab
     torch_threads: int | None = Field(None, ge=1)  # torch CPU threads in the worker (None: torch's default)
+    # batch tagging (POST /batch-jobs, jobstore/batches.py)
+    batch_chunk_size: int = Field(5000, ge=1)  # sentences per chunk: the unit the workers tag in parallel
+    max_batch_upload_mb: float = Field(1024, gt=0)  # limit on one batch input file (413 above)
+    max_active_batches: int = Field(10, ge=1)  # batch jobs of one owner queued or running at once (429)
+    # tasks a worker's pool process runs before a fresh one replaces it: 1 gives a training job's memory
+    # back; a worker that mostly tags batches keeps its loaded model across chunks with more (100)
+    max_tasks_per_child: int = Field(1, ge=1)
     log_level: str = "INFO"
 
     @property
@@ -77,14 +98,44 @@ class Settings(BaseSettings):
     def broker(self) -> str:
         return self.broker_url or self.redis_url
 
+    @cached_property
+    def artifacts(self) -> ArtifactStore:
+        """The artifact store: the data directory itself, or an object store cached in it (one per
+        Settings, so its connections are reused)."""
+        options: dict[str, Any] = {}
+        if self.storage_url:
+            key, secret = self.storage_key.get_secret_value(), self.storage_secret.get_secret_value()
+            options = {
+                **({"endpoint_url": self.storage_endpoint_url} if self.storage_endpoint_url else {}),
+                **({"key": key, "secret": secret} if key else {}),
+                **({"client_kwargs": {"region_name": self.storage_region}} if self.storage_region else {}),
+            }
+        return ArtifactStore(self.data_dir, self.storage_url, int(self.cache_max_gb * 1024**3), **options)
+
     @property
     def data(self) -> DataDir:
-        """The data directory, with the folders base models may also come from."""
-        return DataDir(self.data_dir, [Path(p) for p in self.model_roots.split(os.pathsep) if p])
+        """The data directory, with the folders base models may also come from and the artifact store."""
+        models = [Path(p) for p in self.model_roots.split(os.pathsep) if p]
+        return DataDir(self.data_dir, models, self.artifacts)
+
+    @property
+    def stage_queues(self) -> dict[str, str]:
+        """The Celery queue of each part of a job (``jobstore.broker.PARTS``): "teacher" (the teacher and
+        labeling stages) and "student" (the student, baseline, export and evaluation stages)."""
+        return {"teacher": self.queue, "student": self.cpu_queue or self.queue}
+
+    @property
+    def split_jobs(self) -> bool:
+        """Whether a job runs as two tasks on two queues (else one task runs it whole)."""
+        return self.stage_queues["student"] != self.stage_queues["teacher"]
 
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def max_batch_upload_bytes(self) -> int:
+        return int(self.max_batch_upload_mb * 1024 * 1024)
 
 
 OWNER = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")

@@ -90,7 +90,8 @@ def up(port: int = 8000, data_dir: Path | None = None) -> None:
             parts.append(ours)
             env["TAGDISTILL_REDIS_URL"] = redis_url
         worker = [
-            sys.executable, "-m", "celery", "-A", "worker.app", "worker", "--queues", settings.queue,
+            sys.executable, "-m", "celery", "-A", "worker.app", "worker",
+            "--queues", ",".join(dict.fromkeys(settings.stage_queues.values())),  # gpu and cpu: one worker
             "--concurrency", "1", "--hostname", f"tagdistill-{os.getpid()}@%h",
             "--loglevel", settings.log_level,
         ]

@@ -7,15 +7,21 @@ the config). It is written to ``<folder>.tmp`` and then renamed, so a process ki
 writing leaves the previous checkpoint (or a complete ``.tmp`` one) behind, never half a one.
 
 A checkpoint is used only when its fingerprint matches: a changed config starts afresh.
+
+``after_save(callback)`` (a context manager) has ``callback(folder)`` called after each checkpoint is
+complete: the worker copies the job folder to its artifact store then, so another machine can resume
+there, while the training loops stay free of any storage code.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import random
 import shutil
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +29,18 @@ import torch
 from safetensors.torch import load_file, save_file
 
 TENSORS, STATE = "tensors.safetensors", "state.json"
+_AFTER_SAVE: list[Callable[[Path], None]] = []  # callbacks of the open after_save blocks
+
+
+@contextlib.contextmanager
+def after_save(callback: Callable[[Path], None]) -> Iterator[None]:
+    """Within the block, ``callback(folder)`` runs after every ``save_checkpoint`` (in the saving thread;
+    an exception it raises propagates to the training loop)."""
+    _AFTER_SAVE.append(callback)
+    try:
+        yield
+    finally:
+        _AFTER_SAVE.remove(callback)
 
 
 def fingerprint(*parts: Any) -> str:
@@ -64,6 +82,8 @@ def save_checkpoint(
     (tmp / STATE).write_text(json.dumps(record))  # written last: its presence marks a complete folder
     shutil.rmtree(folder, ignore_errors=True)
     os.replace(tmp, folder)
+    for callback in list(_AFTER_SAVE):
+        callback(folder)
 
 
 def load_checkpoint(

@@ -61,7 +61,7 @@ class DataError(ValueError):
 # --- readers ---------------------------------------------------------------------------------
 
 
-def _lines(path: Path, name: str) -> Iterator[tuple[int, str]]:
+def numbered_lines(path: Path, name: str) -> Iterator[tuple[int, str]]:
     """(1-based number, text without line ending) for each line; UTF-8 (BOM allowed), LF or CRLF."""
     try:
         with open(path, "rb") as f:
@@ -94,7 +94,7 @@ def _read_conll(path: Path, name: str, tag_column: int, labeled: bool) -> list[S
     width: tuple[int, int] | None = None  # (columns, line) of the first token line
     column = 0
     tabbed: bool | None = None  # decided by the first token line: tabs there mean only tabs separate
-    for number, text in _lines(path, name):
+    for number, text in numbered_lines(path, name):
         if text.strip() and tabbed is None:
             tabbed = "\t" in text
         if tabbed:  # a token may hold spaces, or be only spaces (kept as "", an unknown word to both models)
@@ -133,7 +133,7 @@ def _read_conll(path: Path, name: str, tag_column: int, labeled: bool) -> list[S
 
 def _read_jsonl(path: Path, name: str, labeled: bool) -> list[Sentence]:
     sentences: list[Sentence] = []
-    for number, text in _lines(path, name):
+    for number, text in numbered_lines(path, name):
         if not text.strip():
             continue
         try:
@@ -170,7 +170,7 @@ def _read_jsonl(path: Path, name: str, labeled: bool) -> list[Sentence]:
 
 def _read_text(path: Path, name: str) -> list[Sentence]:
     sentences: list[Sentence] = []
-    for number, text in _lines(path, name):
+    for number, text in numbered_lines(path, name):
         tokens, offsets = tokenize(text)
         if tokens:
             sentences.append(Sentence(tokens, text=text, offsets=offsets, line=number))

@@ -14,6 +14,11 @@ Folder layout of a job (``work_dir``)::
                                 model.onnx and model.int8.onnx for ONNX Runtime (tagdistill.export)
     report.json                 metrics of every model, the distillation gain, which student is served
                                 and why, the int8 student's F1, warnings, sizes, speeds, the config
+                                (after a run stopped after labeling: only the stages' seconds so far)
+
+A run may stop after labeling (``stop_after="labeling"``): the teacher and the cached logits are then
+in the folder, and a later run there (on another machine, once the folder is copied) finds both,
+reuses them and goes on with the student; its report adds the first run's stage times to its own.
 """
 
 from __future__ import annotations
@@ -44,14 +49,18 @@ from tagdistill.teacher import Teacher
 from tagdistill.train import Example, resolve_device, set_seed, train_student
 
 
-def run_job(cfg: JobConfig, files: DataFiles, work_dir: Path, progress: Progress) -> dict[str, Any]:
-    """Run a job end to end and return its report (also written to ``work_dir/report.json``)."""
+def run_job(
+    cfg: JobConfig, files: DataFiles, work_dir: Path, progress: Progress, stop_after: str | None = None
+) -> dict[str, Any]:
+    """Run a job end to end and return its report (also written to ``work_dir/report.json``); with
+    ``stop_after="labeling"``, only the teacher and labeling stages (the report then has their seconds)."""
     started = time.perf_counter()
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(cfg.device)
     data = load_dataset(files)
     set_seed(cfg.seed)
+    earlier = _stopped_run_seconds(work_dir)
     timings: dict[str, float] = {}
 
     t0 = time.perf_counter()
@@ -62,6 +71,13 @@ def run_job(cfg: JobConfig, files: DataFiles, work_dir: Path, progress: Progress
     t0 = time.perf_counter()
     labeled, unlabeled = label_with_teacher(cfg, teacher, data, work_dir, progress)
     timings["labeling"] = time.perf_counter() - t0
+    for stage in ("teacher", "labeling"):  # a run stopped after labeling did most of these stages' work
+        timings[stage] += earlier.get(stage, 0.0)
+    if stop_after == "labeling":
+        timings["total"] = time.perf_counter() - started
+        partial = {"stopped_after": "labeling", "seconds": timings}
+        (work_dir / "report.json").write_text(json.dumps(partial, indent=1))
+        return partial
 
     # With the baseline on, the KD student and the same student alone (same budget) are both trained.
     compare = cfg.distill.mode != "alone" and cfg.distill.baseline
@@ -116,7 +132,7 @@ def run_job(cfg: JobConfig, files: DataFiles, work_dir: Path, progress: Progress
     t, s = report["teacher"]["words_per_second"], report["student"]["words_per_second"]
     report["speedup"] = {k: s[k] / t[k] if t[k] else None for k in t}
     timings["evaluating"] = time.perf_counter() - t0
-    timings["total"] = time.perf_counter() - started
+    timings["total"] = time.perf_counter() - started + earlier.get("total", 0.0)
     report.update(
         student_training=histories,
         seconds=timings,
@@ -127,6 +143,15 @@ def run_job(cfg: JobConfig, files: DataFiles, work_dir: Path, progress: Progress
     (work_dir / "report.json").write_text(json.dumps(report, indent=1))
     shutil.rmtree(work_dir / "checkpoints", ignore_errors=True)
     return report
+
+
+def _stopped_run_seconds(work_dir: Path) -> dict[str, float]:
+    """The stage times of a run that stopped after labeling in ``work_dir`` (none otherwise)."""
+    try:
+        report = json.loads((work_dir / "report.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return report["seconds"] if report.get("stopped_after") == "labeling" else {}
 
 
 def choose_served(report: dict[str, Any]) -> dict[str, str]:

@@ -21,6 +21,7 @@ import httpx
 import pytest
 from builders import SAMPLE, sample_words, tiny_bert
 
+from jobstore.artifacts import ArtifactStore
 from service.run import answers, free_port, start_embedded_redis
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -118,13 +119,16 @@ def store(settings):  # -> Store
     return Store.from_url(settings.redis_url, settings.key_prefix)
 
 
-def start_worker(env: dict[str, str], name: str, log_path: Path, store) -> subprocess.Popen:
-    """A real Celery worker process (its own process group) on ``env``'s queue, once it reports in."""
+def start_worker(
+    env: dict[str, str], name: str, log_path: Path, store, queues: str | None = None
+) -> subprocess.Popen:
+    """A real Celery worker process (its own process group) on ``queues`` (comma-separated; default:
+    ``env``'s queue), once it reports in."""
     with log_path.open("ab") as log:
         proc = subprocess.Popen(
             [
                 sys.executable, "-m", "celery", "-A", "worker.app", "worker", "--queues",
-                env["TAGDISTILL_QUEUE"], "--concurrency", "1", "--hostname", name,
+                queues or env["TAGDISTILL_QUEUE"], "--concurrency", "1", "--hostname", name,
                 "--without-gossip", "--without-mingle", "--loglevel", "INFO",
             ],
             env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
@@ -216,3 +220,20 @@ def dataset(api: str) -> dict[str, Any]:
         response = upload_sample(c)
     assert response.status_code == 201, response.text
     return response.json()
+
+
+CREDENTIALS = {"key": "testing", "secret": "testing"}  # moto takes any
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """moto's S3 server on a free port of 127.0.0.1, with the bucket "tagdistill"; its URL."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
+    ArtifactStore(Path("."), "s3://tagdistill", endpoint_url=url, **CREDENTIALS).fs.mkdir("tagdistill")
+    yield url
+    server.stop()

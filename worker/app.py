@@ -19,7 +19,7 @@ from celery.signals import setup_logging as setup_logging_signal
 from celery.signals import task_received, task_revoked, worker_ready, worker_shutdown
 from celery.worker import state as worker_state
 
-from jobstore.broker import RUN_JOB, celery_config
+from jobstore.broker import JOB_TASKS, RUN_JOB, celery_config
 from jobstore.logs import setup_logging
 from jobstore.records import TERMINAL
 from jobstore.settings import get_settings
@@ -30,7 +30,7 @@ __all__ = ["RUN_JOB", "celery_app"]
 
 log = logging.getLogger("tagdistill.worker")
 settings = get_settings()
-celery_app = Celery("tagdistill", include=["worker.tasks"])
+celery_app = Celery("tagdistill", include=["worker.tasks", "worker.batch"])
 celery_app.conf.update(celery_config(settings))
 
 
@@ -38,13 +38,13 @@ celery_app.conf.update(celery_config(settings))
 class _ReportIn:
     """A thread of the worker's main process: heartbeat, and the sweep for jobs of vanished workers."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, queues: list[str]) -> None:
         self.name = name
         self.store = Store.from_url(settings.redis_url, settings.key_prefix)
         # whether jobs may ask for device "cuda" here: NVIDIA's device files, as this process keeps torch
         # (and its CUDA initialisation) out so that the pool forks cleanly
         cuda = any(Path("/dev").glob("nvidia[0-9]*"))
-        self.info = {"pid": os.getpid(), "queues": [settings.queue], "cuda": cuda}
+        self.info = {"pid": os.getpid(), "queues": queues, "cuda": cuda}
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, name="report-in", daemon=True)
 
@@ -73,10 +73,11 @@ def _logging(**_: Any) -> None:
 
 @worker_ready.connect
 def _start_reporting(sender: Any, **_: Any) -> None:
-    reporter = _ReportIn(sender.hostname)
+    queues = sorted(sender.app.amqp.queues.consume_from)  # -Q, or the default queue
+    reporter = _ReportIn(sender.hostname, queues)
     reporter.thread.start()
     _reporter.append(reporter)
-    log.info("worker ready", extra={"worker": sender.hostname, "queue": settings.queue})
+    log.info("worker ready", extra={"worker": sender.hostname, "queues": queues})
 
 
 @task_received.connect
@@ -88,7 +89,7 @@ def _skip_ended_jobs(request: Any, **_: Any) -> None:
     request is acknowledged without running; the id is forgotten once it is (``_forget``), so a later
     delivery of the same job id (a requeue after a lost worker) runs as usual.
     """
-    if request.name != RUN_JOB or not _reporter:
+    if request.name not in JOB_TASKS or not _reporter:
         return
     try:
         status = _reporter[0].store.get_job(request.id).status

@@ -10,14 +10,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any
 
 import redis
 from pydantic_core import to_jsonable_python
 
-from jobstore.records import JobProgress
+from jobstore.records import Job, JobProgress
 from jobstore.store import Store
 from tagdistill.progress import STAGES, Cancelled
 
@@ -61,20 +61,30 @@ class Heartbeat:
 
 
 class RedisProgress:
+    """With ``job`` (the claimed record), a later part of a job keeps the metrics of the earlier ones,
+    and ``worker`` is recorded as the worker of each stage of ``stages`` it starts (``stage_workers``;
+    a later part passes through the earlier stages only to reload what they left)."""
+
     def __init__(
-        self, store: Store, job_id: str, cancelled: threading.Event, redact: Callable[[str], str] = str
+        self, store: Store, job_id: str, cancelled: threading.Event, redact: Callable[[str], str] = str,
+        worker: str | None = None, job: Job | None = None, stages: Iterable[str] = STAGES,
     ) -> None:
         self.store, self.job_id, self.cancelled = store, job_id, cancelled
         self.redact = redact  # applied to log lines (DataDir.redact: no server paths in events)
+        self.worker, self.own = worker, frozenset(stages)
         self.started = time.monotonic()
         self.state = JobProgress()
-        self.metrics: dict[str, Any] = {}
+        self.metrics: dict[str, Any] = dict(job.metrics) if job is not None else {}
+        self.stage_workers: dict[str, str] = dict(job.stage_workers) if job is not None else {}
         self._written = self._evented = 0.0
         self._warned = -1e9
 
     def stage(self, name: str, total: int) -> None:
         self._check()
         self.state = JobProgress(stage=name, total=max(total, 0), fraction=self._fraction(name, 0.0))
+        if self.worker is not None and name in self.own:
+            self.stage_workers[name] = self.worker
+            self._record(self.store.update_job, self.job_id, stage_workers=self.stage_workers)
         self._write(force=True)
         self._record(self.store.add_event, self.job_id, "stage", {"stage": name, "total": self.state.total})
 

@@ -4,7 +4,9 @@ no worker up there is none to run it anyway.
 
 ``Store.reap_stale`` requeues such a job (a transaction, so one sweeper wins) while it has
 attempts left, and fails it after ``max_attempts``; the sweeper that requeued it sends its task
-again. The new run resumes from the job folder's last epoch checkpoint. A redelivery of the old
+again, to the queue of the job's current part (``Job.part``: its teacher part, or its student part
+once handed on). The new run resumes from the job folder's last epoch checkpoint (on another
+machine: the checkpoint the lost run pushed to the artifact store). A redelivery of the old
 task (Celery's ``acks_late``) finds the job not ``queued``, or claims it in place of the new
 message: either way the claim transaction lets one run at a time have it.
 """
@@ -29,7 +31,8 @@ def sweep(store: Store, celery: Any, settings: Settings) -> Reaped:
     for job_id in reaped.requeued:
         log.warning("job requeued: its worker stopped reporting", extra={"job_id": job_id})
         try:
-            enqueue_job(celery, job_id, settings.queue)
+            part = store.get_job(job_id).part
+            enqueue_job(celery, job_id, settings.stage_queues[part], part)
         except Exception as exc:  # nothing would ever run it: fail it rather than leave it queued
             store.finish_job(job_id, "failed", error=f"could not be requeued: {exc}")
     return reaped

@@ -67,10 +67,12 @@ def upload_dataset(
         staging.rename(folder)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    rel = data.relative(folder)
     try:
+        data.artifacts.push(rel)  # an object store: where the workers (and other API replicas) find it
         store.add_dataset(ds)
     except Exception:
-        shutil.rmtree(folder, ignore_errors=True)
+        data.artifacts.delete(rel)
         raise
     return ds
 
@@ -113,5 +115,5 @@ def get_dataset(dataset_id: str, store: StoreDep, caller: CallerDep) -> Dataset:
 def delete_dataset(dataset_id: str, store: StoreDep, data: DataDirDep, caller: CallerDep) -> Response:
     """Delete a dataset and its files; 409 while an unfinished job uses it."""
     store.delete_dataset(dataset_id, caller.only)
-    shutil.rmtree(data.dataset(dataset_id), ignore_errors=True)
+    data.artifacts.delete(data.relative(data.dataset(dataset_id)))  # the store's files and the cached ones
     return Response(status_code=204)
