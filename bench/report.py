@@ -1,6 +1,6 @@
 """Collect the benchmark's results into JSON, tables and plots.
 
-    python bench/report.py [--runs runs/bench] [--docs docs]
+    python bench/report.py [--runs runs/bench] [--docs docs] [--merge]
 
 reads every ``result.json`` under ``--runs`` (written by bench/run.py), writes
 ``docs/benchmarks/results.json``, ``docs/benchmarks/f1_vs_labeled.png`` and
@@ -488,9 +488,12 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--runs", type=Path, default=Path("runs/bench"))
     p.add_argument("--docs", type=Path, default=Path("docs"))
+    p.add_argument("--merge", action="store_true", help="keep the units of the existing results.json that "
+                   "--runs lacks (an earlier session's); a unit run again replaces its own")
     args = p.parse_args()
-    results = collect(args.runs)
     folder = args.docs / "benchmarks"
+    earlier = json.loads((folder / "results.json").read_text()) if args.merge else {}
+    results = dict(sorted({**earlier, **collect(args.runs)}.items()))
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "results.json").write_text(json.dumps(results, indent=1))
     images = plots(results, group(results), folder)

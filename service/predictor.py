@@ -41,10 +41,13 @@ class Batcher:
     """Gathers the pieces of work of concurrent requests for one loaded model into shared
     ``Tagger.predict`` calls.
 
-    A batch starts with the oldest waiting piece and takes the pieces that arrive within ``window_s``
-    of that moment, closing early once it holds ``max_inputs`` inputs or ``max_chars`` characters (a
-    piece that would overflow it starts the next batch). The characters bound keeps one batch no
-    longer to tag than one piece of a large request.
+    A piece that finds the model idle (nothing queued, gathered or being tagged) is tagged at once: a
+    lone client never waits the window for company that is not coming. A piece that finds the model busy
+    queues; when the running batch ends, the next one starts with the oldest waiting piece and takes
+    the pieces that arrive within ``window_s`` of that piece's arrival, closing early once it holds
+    ``max_inputs`` inputs or ``max_chars`` characters (a piece that would overflow it starts the next
+    batch). So batches form exactly when requests come faster than the model tags them. The
+    characters bound keeps one batch no longer to tag than one piece of a large request.
 
     Only small pieces are batched: one of more than half ``max_inputs`` inputs or a tenth of
     ``max_chars`` characters is tagged alone at once, in a thread of its own, as without batching. It
@@ -77,7 +80,9 @@ class Batcher:
             self._arrived = asyncio.Event()
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        self._queue.append(_Pending(inputs, chars, loop.time(), future))
+        idle = self._consumer is None  # nothing queued, nothing being gathered or tagged
+        # An idle model's piece "arrived" a window ago: its batch closes with what is already there.
+        self._queue.append(_Pending(inputs, chars, loop.time() - (self.window_s if idle else 0), future))
         self._arrived.set()
         if self._consumer is None:
             self._consumer = asyncio.create_task(self._drain())
@@ -179,6 +184,14 @@ class ModelCache:
         self._models: OrderedDict[Path, Loaded] = OrderedDict()
         self._loading: dict[Path, threading.Lock] = {}  # one per folder being loaded
         self._lock = threading.Lock()
+
+    async def fetch(self, path: Path) -> tuple[Loaded, float | None]:
+        """``get`` from the event loop: a loaded model at once, without the hop to a worker thread
+        that a load needs (and that costs a request about 0.1 ms, more on a busy machine)."""
+        with self._lock:  # never held for long: loads happen outside it
+            if (cached := self._cached(path)) is not None:
+                return cached, None
+        return await anyio.to_thread.run_sync(self.get, path)
 
     def get(self, path: Path) -> tuple[Loaded, float | None]:
         """The model in ``path`` (a student or teacher folder), loaded on first use, and the

@@ -157,12 +157,16 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
 def cmd_export(args: argparse.Namespace) -> None:
     from tagdistill.data import read_file
-    from tagdistill.export import export_student
+    from tagdistill.export import export_student, export_teacher
     from tagdistill.tagger import model_folder
 
     check = [s.tokens for s in read_file(args.check, "conll")] if args.check else None
-    folder = model_folder(args.model)
-    info = export_student(folder, int8=args.int8, sentences=check)
+    if args.teacher:  # a job folder's teacher/, or a teacher folder itself; fp32 only
+        folder = args.model / "teacher" if (args.model / "teacher").is_dir() else args.model
+        info = export_teacher(folder, sentences=check)
+    else:
+        folder = model_folder(args.model)
+        info = export_student(folder, int8=args.int8, sentences=check)
     print(json.dumps({"model": str(folder), **info}, indent=1))
 
 
@@ -250,9 +254,12 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--device", default="cpu")
     r.set_defaults(func=cmd_predict)
 
-    x = sub.add_parser("export", help="write the student as ONNX (model.onnx, --int8: model.int8.onnx)")
-    x.add_argument("--model", type=Path, required=True, help="a student folder or a job folder")
-    x.add_argument("--int8", action="store_true", help="also with int8 weights (dynamic quantization)")
+    x = sub.add_parser(
+        "export", help="write the student (or --teacher) as ONNX (model.onnx, --int8: model.int8.onnx)"
+    )
+    x.add_argument("--model", type=Path, required=True, help="a student, teacher or job folder")
+    x.add_argument("--int8", action="store_true", help="also int8 weights (students)")
+    x.add_argument("--teacher", action="store_true", help="the teacher (fp32): a job's teacher/")
     x.add_argument("--check", type=Path, help="CoNLL sentences to check ONNX Runtime against torch on "
                    "(default: the bundled sample's test split)")
     x.set_defaults(func=cmd_export)

@@ -1,4 +1,5 @@
-"""Linear-chain CRF: negative log-likelihood by the forward algorithm, decoding by Viterbi.
+"""Linear-chain CRF: negative log-likelihood by the forward algorithm, decoding by Viterbi, and
+per-token marginals by forward-backward.
 
 Both run batched, looping over time only. Masks are prefix masks: the real tokens of a sentence
 come first, padding after them (what ``Vocab.encode`` produces).
@@ -62,13 +63,28 @@ class CRF(nn.Module):
 
     def log_partition(self, emissions: Tensor, mask: Tensor) -> Tensor:
         """log of the summed exp-score of all label paths (B,), by the forward algorithm."""
-        steps = emissions.unbind(1)  # T x (B, L)
-        keep = mask.unsqueeze(2).unbind(1)  # T x (B, 1)
-        alpha = self.start + steps[0]  # (B, L)
-        for t in range(1, len(steps)):
-            scores = alpha.unsqueeze(2) + self.transitions + steps[t].unsqueeze(1)  # (B, L, L) [b, from, to]
-            alpha = torch.where(keep[t], torch.logsumexp(scores, dim=1), alpha)  # (B, L)
+        alpha = _forward(emissions, mask, self.start, self.transitions)[-1]  # (B, L)
         return torch.logsumexp(alpha + self.end, dim=1)  # (B,)
+
+    @torch.no_grad()
+    def marginals(self, emissions: Tensor, mask: Tensor) -> Tensor:
+        """P(label at t | sentence) (B, T, L) by forward-backward, exp(alpha_t + beta_t - log Z), under
+        the scores ``viterbi`` decodes with (IOB2 constraints included, so an invalid path has
+        probability 0). Rows past a sentence's end are junk."""
+        start, end = self.start + self.start_penalty, self.end
+        transitions = self.transitions + self.transition_penalty  # (L, L) [from, to]
+        alphas = _forward(emissions, mask, start, transitions)
+        steps = emissions.unbind(1)  # T x (B, L)
+        keep = mask.unbind(1)  # T x (B,)
+        beta = end.expand_as(steps[-1])  # (B, L) at the last step: only the end score follows
+        betas = [beta]
+        for t in range(len(steps) - 2, -1, -1):
+            after = transitions + (steps[t + 1] + beta).unsqueeze(1)  # (B, L, L) [b, from, to]
+            # At a sentence's last token (the next step is padding) only the end score follows.
+            beta = torch.where(keep[t + 1].unsqueeze(1), torch.logsumexp(after, dim=2), end)  # (B, L)
+            betas.append(beta)
+        log_z = torch.logsumexp(alphas[-1] + end, dim=1)  # (B,)
+        return (torch.stack(alphas, 1) + torch.stack(betas[::-1], 1) - log_z[:, None, None]).exp()
 
     @torch.no_grad()
     def viterbi(self, emissions: Tensor, mask: Tensor) -> list[list[int]]:
@@ -96,3 +112,16 @@ class CRF(nn.Module):
                 current = history[t - 1].gather(1, current)  # (B, 1)
         best_paths = torch.cat(path[::-1], dim=1).tolist()  # (B, T)
         return [row[:n] for row, n in zip(best_paths, lengths.tolist(), strict=True)]
+
+
+def _forward(emissions: Tensor, mask: Tensor, start: Tensor, transitions: Tensor) -> list[Tensor]:
+    """Forward scores T x (B, L): log of the summed exp-score of the paths ending in each label at t
+    (held at a sentence's last token over its padding)."""
+    steps = emissions.unbind(1)  # T x (B, L)
+    keep = mask.unsqueeze(2).unbind(1)  # T x (B, 1)
+    alphas = [start + steps[0]]  # (B, L)
+    for t in range(1, len(steps)):
+        scores = alphas[-1].unsqueeze(2) + transitions + steps[t].unsqueeze(1)  # (B, L, L) [b, from, to]
+        alphas.append(torch.where(keep[t], torch.logsumexp(scores, dim=1), alphas[-1]))  # (B, L)
+    return alphas
+

@@ -1,4 +1,5 @@
-"""The student as an ONNX graph for ONNX Runtime: export (fp32, and int8 weights) and inference.
+"""The student (and, for speed comparisons, the teacher) as ONNX graphs for ONNX Runtime: export
+(fp32, and int8 weights for the student) and inference.
 
 ``export_student(folder)`` writes ``model.onnx`` beside the student's ``model.safetensors``; with
 ``int8`` also ``model.int8.onnx`` (``onnxruntime.quantization.quantize_dynamic``: int8 weights for
@@ -13,6 +14,10 @@ the start, end and transition scores with the IOB2 constraints folded in; a file
 that of the folder's ``model.safetensors`` is stale and is never used. Every export is checked: ONNX
 Runtime and torch must give the same emissions (within ``TOLERANCE``) on padded batches of real
 sentences, or nothing is written.
+
+``export_teacher(folder)`` writes the teacher's ``model.onnx`` beside its Hugging Face weights: the
+encoder and its token-classification head, input ids and attention mask (B, S) in, logits (B, S, L)
+out; windows and word logits are the torch teacher's own code around it (``OnnxTeacher``).
 """
 
 from __future__ import annotations
@@ -23,9 +28,9 @@ import hashlib
 import json
 import logging
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -34,6 +39,10 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from tagdistill.student import CharLSTM, NeuralTagger
 from tagdistill.vocab import Vocab
+
+if TYPE_CHECKING:  # transformers is slow to import: the teacher's modules load only when a teacher is used
+    from tagdistill.alignment import Window
+    from tagdistill.teacher import Teacher
 
 ONNX_FILE = "model.onnx"
 INT8_FILE = "model.int8.onnx"
@@ -53,6 +62,10 @@ DIGEST_KEY, CRF_KEY = "tagdistill.weights_sha256", "tagdistill.crf"
 # (NeuralTagger skips packing for a batch without padding only because it would cost time).
 EXAMPLE = [["Exported", "by", "tagdistill", "."], ["EU"]]
 CHECK_SENTENCES = 256  # sentences of the check, in file order, in batches of 32 and alone
+TEACHER_INPUTS = ("input_ids", "attention_mask")
+TEACHER_AXES = {"input_ids": {0: "batch", 1: "subtokens"}, "attention_mask": {0: "batch", 1: "subtokens"},
+                "logits": {0: "batch", 1: "subtokens"}}
+TEACHER_CHECK_SENTENCES = 64  # a transformer is slow on CPU: fewer sentences than the student's check
 
 
 def weights_digest(folder: Path) -> str:
@@ -152,41 +165,56 @@ def max_difference(model: NeuralTagger, runner: OnnxStudent, sentences: list[lis
     return worst
 
 
+def _session(file: Path, threads: int | None) -> tuple[Any, int, dict[str, str]]:
+    """An ONNX Runtime CPU session of ``file`` with its threads set once, here (default: torch's
+    thread count; 1 inter-op thread), its thread count and the file's metadata."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or torch.get_num_threads()
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3  # errors only
+    session = ort.InferenceSession(str(file), options, providers=["CPUExecutionProvider"])
+    return session, options.intra_op_num_threads, session.get_modelmeta().custom_metadata_map
+
+
 class OnnxStudent:
     """An exported student run by ONNX Runtime: the tagger's ``tag_ids`` for a batch of token lists."""
 
     def __init__(self, file: Path, vocab: Vocab | None = None, threads: int | None = None) -> None:
         """``vocab``: the student's (default: read from the file's folder)."""
-        import onnxruntime as ort
-
         from tagdistill.meta import read_meta
 
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or torch.get_num_threads()  # set once, here
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3  # errors only
         self.file = Path(file)
         self.vocab = vocab or Vocab.from_dict(read_meta(self.file.parent, "student")["vocab"])
-        self.threads = options.intra_op_num_threads
-        self.session = ort.InferenceSession(str(file), options, providers=["CPUExecutionProvider"])
-        meta = self.session.get_modelmeta().custom_metadata_map
+        self.session, self.threads, meta = _session(self.file, threads)
         self.weights_sha256 = meta.get(DIGEST_KEY)
         crf = json.loads(meta[CRF_KEY]) if CRF_KEY in meta else None
         self.crf = {k: np.asarray(v, dtype=np.float32) for k, v in crf.items()} if crf else None
 
     def emissions(self, batch: list[list[str]]) -> tuple[np.ndarray, np.ndarray]:
-        """Emissions (B, T, L) and mask (B, T) of a batch, encoded by ``Vocab.encode``."""
-        arrays = [t.numpy() for t in self.vocab.encode(batch)]
+        """Emissions (B, T, L) and mask (B, T) of a batch, encoded by ``Vocab.encode_arrays``."""
+        arrays = self.vocab.encode_arrays(batch)
         return self.session.run(None, dict(zip(INPUTS, arrays, strict=True)))[0], arrays[3]
 
-    def tag_ids(self, batch: list[list[str]]) -> list[list[int]]:
-        """Best label ids per sentence: Viterbi with a CRF, argmax per word otherwise."""
+    def tag_ids(
+        self, batch: list[list[str]], probabilities: bool = False
+    ) -> tuple[list[list[int]], np.ndarray | None]:
+        """``NeuralTagger.tag_ids`` on ONNX Runtime: best label ids per sentence (Viterbi with a CRF,
+        argmax per word otherwise) and, with ``probabilities``, the label probabilities (B, T, L):
+        softmax, or the CRF's marginals (``crf_marginals``), in NumPy."""
         emissions, mask = self.emissions(batch)
         lengths = mask.sum(axis=1)  # (B,)
         if self.crf is not None:
-            return viterbi(emissions, lengths, **self.crf)
-        best = emissions.argmax(axis=2)  # (B, T)
-        return [row[:n].tolist() for row, n in zip(best, lengths, strict=True)]
+            ids = viterbi(emissions, lengths, **self.crf)
+        else:
+            best = emissions.argmax(axis=2)  # (B, T)
+            ids = [row[:n].tolist() for row, n in zip(best, lengths, strict=True)]
+        if not probabilities:
+            return ids, None
+        if self.crf is None:
+            return ids, np.exp(emissions - _logsumexp(emissions, axis=2)[:, :, None])
+        return ids, crf_marginals(emissions, lengths, **self.crf)
 
 
 def viterbi(
@@ -213,16 +241,50 @@ def viterbi(
     return paths
 
 
+def crf_marginals(
+    emissions: np.ndarray, lengths: np.ndarray, start: np.ndarray, end: np.ndarray, transitions: np.ndarray
+) -> np.ndarray:
+    """``CRF.marginals`` in NumPy, as ``viterbi`` is ``CRF.viterbi``: per-token label probabilities
+    (B, T, L) by forward-backward; rows past a sentence's end are junk. The ONNX Runtime path runs no
+    torch op: on this (busy) machine, one softmax in torch took 40 ms, waking torch's thread pool,
+    against 0.1 ms in NumPy."""
+    T = emissions.shape[1]
+    live = np.arange(T)[None, :] < lengths[:, None]  # (B, T)
+    alphas = np.empty_like(emissions)  # (B, T, L)
+    alphas[:, 0] = start + emissions[:, 0]
+    for t in range(1, T):
+        scores = alphas[:, t - 1, :, None] + transitions  # (B, L, L) [b, from, to]
+        alpha = _logsumexp(scores, axis=1) + emissions[:, t]  # (B, L)
+        alphas[:, t] = np.where(live[:, t, None], alpha, alphas[:, t - 1])
+    betas = np.empty_like(emissions)  # (B, T, L)
+    betas[:, T - 1] = end
+    for t in range(T - 2, -1, -1):
+        after = transitions + (emissions[:, t + 1] + betas[:, t + 1])[:, None, :]  # (B, L, L) [b, from, to]
+        betas[:, t] = np.where(live[:, t + 1, None], _logsumexp(after, axis=2), end)
+    log_z = _logsumexp(alphas[:, T - 1] + end, axis=1)  # (B,)
+    return np.exp(alphas + betas - log_z[:, None, None])
+
+
+def _logsumexp(x: np.ndarray, axis: int) -> np.ndarray:
+    """log(sum(exp(x))) along ``axis``, shifted by the maximum so nothing overflows (NumPy has no
+    logsumexp; SciPy's is not a dependency)."""
+    top = x.max(axis=axis, keepdims=True)
+    return (top + np.log(np.exp(x - top).sum(axis=axis, keepdims=True))).squeeze(axis)
+
+
 def open_runtime(
-    folder: Path, vocab: Vocab, runtime: str = "auto", device: str = "cpu", threads: int | None = None
-) -> OnnxStudent | None:
-    """The ONNX Runtime student ``Tagger.load`` should use, or None for torch.
+    folder: Path, runtime: str, device: str, runner: Callable[[Path], OnnxStudent | OnnxTeacher],
+    int8: bool = True,
+) -> OnnxStudent | OnnxTeacher | None:
+    """The ONNX Runtime model ``Tagger.load`` should use, ``runner(file)``, or None for torch.
 
     ``auto``: the fp32 file when it is there, up to date, on CPU, with onnxruntime installed;
-    ``onnx`` / ``onnx-int8``: that file, or an error saying why not; ``torch``: None.
+    ``onnx`` / ``onnx-int8``: that file, or an error saying why not; ``torch``: None. ``int8``:
+    whether the model has an int8 file (a teacher has none).
     """
-    if runtime not in RUNTIMES:
-        raise ValueError(f"runtime {runtime!r}: choose one of {', '.join(RUNTIMES)}")
+    choices = RUNTIMES if int8 else tuple(r for r in RUNTIMES if r != "onnx-int8")
+    if runtime not in choices:
+        raise ValueError(f"runtime {runtime!r}: choose one of {', '.join(choices)}")
     if runtime == "torch":
         return None
     file = Path(folder) / (INT8_FILE if runtime == "onnx-int8" else ONNX_FILE)
@@ -236,14 +298,88 @@ def open_runtime(
     elif not file.is_file():
         raise FileNotFoundError(f"{file} does not exist: run `tagdistill export --model {folder}"
                                 f"{' --int8' if runtime == 'onnx-int8' else ''}`")
-    runner = OnnxStudent(file, vocab, threads)
-    if runner.weights_sha256 != weights_digest(folder):
+    onnx = runner(file)
+    if onnx.weights_sha256 != weights_digest(folder):
         message = f"{file} was exported from other weights than {folder}'s: run `tagdistill export` again"
         if runtime != "auto":
             raise ValueError(message)
         warnings.warn(message + " (using torch meanwhile)", stacklevel=3)
         return None
-    return runner
+    return onnx
+
+
+class _Logits(nn.Module):
+    """A Hugging Face token classifier with tensors in and the logits out, as the exporter needs."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids=input_ids, attention_mask=attention_mask).logits  # (B, S, L)
+
+
+def export_teacher(folder: Path, sentences: list[list[str]] | None = None) -> dict[str, Any]:
+    """Write ``model.onnx`` (fp32) into a teacher folder, after checking its word logits against the
+    torch teacher's on ``sentences`` (default: the bundled sample's test split), in batches of 32 and
+    one at a time. Returns what was written: file, bytes, the largest word-logit difference."""
+    from tagdistill.alignment import batch_tensors, make_windows
+    from tagdistill.teacher import Teacher
+
+    folder = Path(folder)
+    teacher = Teacher.load(folder, torch.device("cpu"))
+    teacher.model.eval()
+    (folder / ONNX_FILE).unlink(missing_ok=True)
+    sentences = [s for s in (sentences or _sample_sentences()) if s][:TEACHER_CHECK_SENTENCES]
+    windows = make_windows(teacher.tokenizer, EXAMPLE, teacher.max_length, teacher.stride)
+    example = batch_tensors(windows, teacher.tokenizer.pad_token_id or 0)
+    tmp = folder / (ONNX_FILE + ".tmp")
+    with _quiet(), torch.no_grad():
+        torch.onnx.export(
+            _Logits(teacher.model), tuple(example[k] for k in TEACHER_INPUTS), str(tmp), dynamo=False,
+            opset_version=OPSET, input_names=list(TEACHER_INPUTS), output_names=["logits"],
+            dynamic_axes=TEACHER_AXES,
+        )
+    _stamp(tmp, {DIGEST_KEY: weights_digest(folder)})
+    runner = OnnxTeacher(teacher, tmp)
+    diff = 0.0
+    for batch_size in (32, 1):
+        expected = teacher.word_logits(sentences, batch_size)
+        got = runner.word_logits(sentences, batch_size)
+        diff = max(diff, *(float((a - b).abs().max()) for a, b in zip(got, expected, strict=True)))
+    if not diff <= TOLERANCE:
+        tmp.unlink()
+        raise RuntimeError(f"the ONNX graph of {folder} differs from torch by {diff:.3g} (> {TOLERANCE})")
+    info = {"opset": OPSET, "checked_sentences": len(sentences),
+            "fp32": {"file": ONNX_FILE, "bytes": tmp.stat().st_size, "max_abs_diff": diff}}
+    tmp.replace(folder / ONNX_FILE)
+    return info
+
+
+class OnnxTeacher:
+    """An exported teacher run by ONNX Runtime: the torch ``Teacher``'s windows and word logits
+    (``predict``, ``word_logits``), with the logits of each batch of windows from the graph."""
+
+    def __init__(self, teacher: Teacher, file: Path, threads: int | None = None) -> None:
+        self.teacher = teacher
+        self.labels = teacher.labels
+        self.file = Path(file)
+        self.session, self.threads, meta = _session(self.file, threads)
+        self.weights_sha256 = meta.get(DIGEST_KEY)
+
+    def window_logits(self, windows: Sequence[Window]) -> torch.Tensor:
+        """Logits (B, S, L) of a padded batch of windows."""
+        from tagdistill.alignment import batch_tensors
+
+        batch = batch_tensors(windows, self.teacher.tokenizer.pad_token_id or 0)
+        feed = {k: batch[k].numpy() for k in TEACHER_INPUTS}
+        return torch.from_numpy(self.session.run(None, feed)[0])
+
+    def word_logits(self, sentences: Sequence[Sequence[str]], batch_size: int = 64) -> list[torch.Tensor]:
+        return self.teacher.word_logits(sentences, batch_size, window_logits=self.window_logits)
+
+    def predict(self, sentences: Sequence[Sequence[str]], batch_size: int = 64) -> list[list[str]]:
+        return self.teacher.predict(sentences, batch_size, window_logits=self.window_logits)
 
 
 def _stamp(path: Path, meta: dict[str, str]) -> None:

@@ -8,6 +8,7 @@ CRF over the sentence turns the scores into tags.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -168,3 +169,18 @@ class NeuralTagger(nn.Module):
             return self.crf.viterbi(emissions, mask)
         best = emissions.argmax(dim=2).tolist()  # (B, T)
         return [row[:n] for row, n in zip(best, mask.sum(dim=1).tolist(), strict=True)]
+
+    @torch.inference_mode()
+    def tag_ids(
+        self, batch: list[list[str]], probabilities: bool = False
+    ) -> tuple[list[list[int]], np.ndarray | None]:
+        """Best label ids per sentence of a batch of token lists (``decode``) and, with
+        ``probabilities``, every token's label probabilities (B, T, L): the softmax of its scores, or
+        with a CRF its marginals (``CRF.marginals``). Call it in eval mode, or dropout stays on."""
+        words, cases, chars, mask = self.vocab.encode(batch, self.out.weight.device)
+        emissions = self(words, cases, chars, mask)  # (B, T, L)
+        ids = self.decode(emissions, mask)
+        if not probabilities:
+            return ids, None
+        probs = self.crf.marginals(emissions, mask) if self.crf is not None else emissions.softmax(dim=2)
+        return ids, probs.float().cpu().numpy()

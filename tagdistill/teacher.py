@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -157,13 +157,16 @@ class Teacher:
         return h.hexdigest()[:24]
 
     def word_logits(
-        self, sentences: Sequence[Sequence[str]], batch_size: int = 64, progress: Progress | None = None
+        self, sentences: Sequence[Sequence[str]], batch_size: int = 64, progress: Progress | None = None,
+        window_logits: Callable[[Sequence[Window]], Tensor] | None = None,
     ) -> list[Tensor]:
         """One float32 CPU tensor (n_words, L) per sentence, read at each word's first sub-token.
 
         Sentences are batched ``batch_size`` at a time in order of length (a long sentence brings all
         its windows into its batch) and returned in the given order. ``progress.step(1)`` follows each
         batch, so a pass takes ``ceil(len(sentences) / batch_size)`` steps; the caller opens the stage.
+        ``window_logits``: what computes the logits (B, S, L) of a padded batch of windows in place of
+        this torch model (``tagdistill.export.OnnxTeacher`` passes ONNX Runtime's).
         """
         windows = make_windows(self.tokenizer, sentences, self.max_length, self.stride)
         of_sentence: list[list[int]] = [[] for _ in sentences]
@@ -181,7 +184,7 @@ class Teacher:
                 chosen = [i for s in order[start : start + batch_size] for i in of_sentence[s]]
                 if chosen:
                     batch = [windows[i] for i in chosen]
-                    logits = self.forward(batch).logits.float().cpu()  # (B, T, L)
+                    logits = (window_logits or self._window_logits)(batch).float().cpu()  # (B, T, L)
                     per_window.update(zip(chosen, first_subtoken_logits(logits, batch), strict=True))
                 if progress is not None:
                     progress.step(1)
@@ -189,12 +192,19 @@ class Teacher:
             windows, [per_window[i] for i in range(len(windows))], len(sentences), len(self.labels)
         )
 
-    def predict(self, sentences: Sequence[Sequence[str]], batch_size: int = 64) -> list[list[str]]:
-        """IOB2 tags by argmax over word logits, made valid by ``repair_iob2``."""
+    def predict(
+        self, sentences: Sequence[Sequence[str]], batch_size: int = 64,
+        window_logits: Callable[[Sequence[Window]], Tensor] | None = None,
+    ) -> list[list[str]]:
+        """IOB2 tags by argmax over word logits, made valid by ``repair_iob2`` (``window_logits``: as
+        in ``word_logits``)."""
         return [
             repair_iob2([self.labels[i] for i in logits.argmax(-1).tolist()])
-            for logits in self.word_logits(sentences, batch_size)
+            for logits in self.word_logits(sentences, batch_size, window_logits=window_logits)
         ]
+
+    def _window_logits(self, windows: Sequence[Window]) -> Tensor:
+        return self.forward(windows).logits
 
     def forward(
         self, windows: Sequence[Window], tags: Sequence[Sequence[int]] | None = None

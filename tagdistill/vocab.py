@@ -9,12 +9,14 @@ punctuation / other).
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -23,6 +25,7 @@ from tagdistill.schemes import IGNORE, label_index
 
 PAD, UNK = "<pad>", "<unk>"  # ids 0 and 1 in the word and character tables
 MAX_WORD_CHARS = 20  # longer words are cut to their first characters for the char encoder
+WORD_CACHE = 100_000  # token spellings whose ids a vocabulary remembers (~0.1 KB each: ~10 MB at most)
 CASES = ("<pad>", "lower", "title", "upper", "mixed", "number", "has_digit", "punct", "other")
 _CASE_ID = {name: i for i, name in enumerate(CASES)}
 _DIGIT = re.compile(r"\d")
@@ -69,6 +72,8 @@ class Vocab:
         self.word_index = {w: i for i, w in enumerate(words)}
         self.char_index = {c: i for i, c in enumerate(chars)}
         self.label_index = label_index(labels)
+        # Per vocabulary (not a module-level cache keyed by word): the ids depend on the tables.
+        self._cached_ids = functools.lru_cache(maxsize=WORD_CACHE)(self._ids)
 
     @classmethod
     def build(
@@ -104,28 +109,48 @@ class Vocab:
         """Padded ids of a batch of token lists: words (B, T), cases (B, T), chars (B, T, C), mask (B, T).
 
         T is the longest sentence (at least 1), C the longest word in characters, capped at
-        ``MAX_WORD_CHARS``. The mask is True on real tokens, which come first in each row.
+        ``MAX_WORD_CHARS``. The mask is True on real tokens, which come first in each row. The
+        arrays of ``encode_arrays``, as tensors on ``device``.
         """
-        n_tokens = max((len(s) for s in batch), default=0)
-        n_chars = min(max((len(w) for s in batch for w in s), default=1), MAX_WORD_CHARS)
-        T, C = max(n_tokens, 1), max(n_chars, 1)
-        words, cases, chars, mask = [], [], [], []
-        for sentence in batch:
-            pad = T - len(sentence)
-            words.append([self.word_index.get(normalize_word(w), 1) for w in sentence] + [0] * pad)
-            cases.append([case_id(w) for w in sentence] + [0] * pad)
-            rows = []
-            for w in sentence:
-                ids = [self.char_index.get(c, 1) for c in w[:C]] or [1]  # an empty token reads as <unk>
-                rows.append(ids + [0] * (C - len(ids)))
-            chars.append(rows + [[0] * C] * pad)
-            mask.append([True] * len(sentence) + [False] * pad)
-        return (
-            torch.tensor(words, dtype=torch.long, device=device),  # (B, T)
-            torch.tensor(cases, dtype=torch.long, device=device),  # (B, T)
-            torch.tensor(chars, dtype=torch.long, device=device),  # (B, T, C)
-            torch.tensor(mask, dtype=torch.bool, device=device),  # (B, T)
-        )
+        words, cases, chars, mask = (torch.from_numpy(a).to(device) for a in self.encode_arrays(batch))
+        return words, cases, chars, mask
+
+    def encode_arrays(self, batch: list[list[str]]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``encode`` as NumPy arrays (int64 ids, bool mask), what ONNX Runtime takes.
+
+        Each word type is looked up once (``word_ids``, a bounded cache) and the batch is laid out
+        with NumPy index arithmetic, so the Python work per token is one cache hit.
+        """
+        lengths = np.fromiter((len(s) for s in batch), dtype=np.int64, count=len(batch))  # (B,)
+        B, T = len(batch), max(int(lengths.max(initial=0)), 1)
+        entries = [self.word_ids(w) for s in batch for w in s]  # N tokens: (word id, case id, char ids)
+        rows = np.repeat(np.arange(B), lengths)  # (N,) the sentence of each token
+        cols = np.arange(len(entries)) - np.repeat(np.cumsum(lengths) - lengths, lengths)  # (N,) its position
+        words = np.zeros((B, T), dtype=np.int64)
+        cases = np.zeros((B, T), dtype=np.int64)
+        mask = np.zeros((B, T), dtype=bool)
+        mask[rows, cols] = True
+        if not entries:
+            return words, cases, np.zeros((B, T, 1), dtype=np.int64), mask
+        ids, case, char_ids = zip(*entries, strict=True)
+        words[rows, cols] = ids
+        cases[rows, cols] = case
+        n_chars = np.fromiter(map(len, char_ids), dtype=np.int64, count=len(entries))  # (N,) each >= 1
+        chars = np.zeros((B, T, int(n_chars.max())), dtype=np.int64)
+        # Every character of every token at once: its token's row and position, and its place in the word.
+        at = np.repeat(np.arange(len(entries)), n_chars)
+        place = np.arange(len(at)) - np.repeat(np.cumsum(n_chars) - n_chars, n_chars)
+        chars[rows[at], cols[at], place] = np.concatenate(char_ids)
+        return words, cases, chars, mask
+
+    def word_ids(self, word: str) -> tuple[int, int, np.ndarray]:
+        """Word id, case id and character ids (at most ``MAX_WORD_CHARS``; an empty token reads as
+        <unk>) of one token, remembered for the ``WORD_CACHE`` most recently used tokens."""
+        return self._cached_ids(word)
+
+    def _ids(self, word: str) -> tuple[int, int, np.ndarray]:
+        chars = [self.char_index.get(c, 1) for c in word[:MAX_WORD_CHARS]] or [1]
+        return self.word_index.get(normalize_word(word), 1), case_id(word), np.array(chars, dtype=np.int64)
 
     @staticmethod
     def tag_tensor(batch: list[list[int]], device: torch.device | str = "cpu") -> Tensor:

@@ -134,3 +134,37 @@ def test_constraints_only_for_iob2_labels() -> None:
     assert CRF(IOB2).transition_penalty.min() < 0
     assert CRF(LABELS).transition_penalty.abs().sum() == 0
     assert "transition_penalty" not in CRF(IOB2).state_dict()
+
+
+def _brute_marginals(crf: CRF, emissions: torch.Tensor, keep=lambda path: True) -> torch.Tensor:
+    """P(label k at t) (n, L) by summing the exp-scores of every (kept) path."""
+    n, L = emissions.shape
+    probs = torch.zeros(n, L, dtype=torch.float64)
+    for p in itertools.product(range(L), repeat=n):
+        if keep(p):
+            weight = math.exp(_path_score(crf, emissions, p))
+            for t, k in enumerate(p):
+                probs[t, k] += weight
+    return probs / probs[0].sum()
+
+
+def test_marginals_equal_brute_force_and_ignore_padding() -> None:
+    crf = _crf(LABELS)
+    emissions = torch.randn(3, 4, 3)
+    mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0], [1, 0, 0, 0]], dtype=torch.bool)
+    emissions[1, 2:] = 100.0  # junk in the padding
+    probs = crf.marginals(emissions, mask)
+    assert probs.shape == (3, 4, 3)
+    for b, n in enumerate(mask.sum(1).tolist()):
+        expected = _brute_marginals(crf, emissions[b, :n]).float()
+        assert torch.allclose(probs[b, :n], expected, atol=1e-5)
+        assert torch.allclose(probs[b, :n].sum(1), torch.ones(n), atol=1e-5)
+
+
+def test_marginals_give_invalid_iob2_labels_no_probability() -> None:
+    crf = _crf(IOB2, seed=3)
+    emissions = torch.randn(1, 4, 5)
+    probs = crf.marginals(emissions, torch.ones(1, 4, dtype=torch.bool))[0]
+    expected = _brute_marginals(crf, emissions[0], keep=lambda p: _valid_iob2([IOB2[i] for i in p]))
+    assert torch.allclose(probs, expected.float(), atol=1e-5)
+    assert probs[0, [2, 4]].max() < 1e-6  # a sentence never starts inside an entity

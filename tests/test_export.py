@@ -16,11 +16,20 @@ from tagdistill.cli import main
 from tagdistill.config import DataFiles, DistillConfig, JobConfig, StudentConfig
 from tagdistill.crf import CRF
 from tagdistill.data import read_file
-from tagdistill.export import INT8_FILE, ONNX_FILE, OnnxStudent, export_student, viterbi
+from tagdistill.export import (
+    INT8_FILE,
+    ONNX_FILE,
+    OnnxStudent,
+    crf_marginals,
+    export_student,
+    export_teacher,
+    viterbi,
+)
 from tagdistill.pipeline import run_job
 from tagdistill.progress import NullProgress
-from tagdistill.schemes import label_index
+from tagdistill.schemes import label_index, spans
 from tagdistill.tagger import Tagger, load_student, save_student
+from tagdistill.teacher import Teacher
 from tagdistill.train import Example, train_student
 
 SMALL = {"word_dim": 16, "char_dim": 8, "char_hidden": 8, "hidden": 16, "embeddings": None}
@@ -84,6 +93,76 @@ def test_onnx_emissions_match_torch_on_padded_batches_of_different_lengths(stude
         assert got.shape == expected.shape and (got_mask == mask.numpy()).all()
         worst = max(worst, float(np.abs(got - expected)[mask.numpy()].max()))
     assert worst < 1e-4
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_every_entity_has_a_score_in_0_1_and_onnx_gives_torchs_scores(students, variant) -> None:
+    texts = [" ".join(tokens) for tokens in _tokens("test")[:40]]
+    on_torch = Tagger.load(students[variant], runtime="torch").predict(texts)
+    on_onnx = Tagger.load(students[variant]).predict(texts)
+    torch_entities = [e for r in on_torch for e in r["entities"]]
+    onnx_entities = [e for r in on_onnx for e in r["entities"]]
+    assert len(torch_entities) > 10
+    assert [{**e, "score": 0} for e in onnx_entities] == [{**e, "score": 0} for e in torch_entities]
+    for a, b in zip(torch_entities, onnx_entities, strict=True):
+        assert 0 <= a["score"] <= 1 and abs(a["score"] - b["score"]) <= 1e-3
+    assert len({e["score"] for e in torch_entities}) > 1  # a real probability, not a constant
+
+
+@pytest.mark.parametrize("variant", ["softmax", "crf-charlstm-2layers"])
+def test_an_entitys_score_is_the_mean_probability_of_its_tokens_predicted_labels(students, variant) -> None:
+    model = load_student(students[variant])
+    sentences = [s for s in _tokens("test") if len(s) > 8][:10]
+    results = Tagger.load(students[variant], runtime="torch").predict(sentences)
+    checked = 0
+    for tokens, result in zip(sentences, results, strict=True):
+        words, cases, chars, mask = model.vocab.encode([tokens])
+        with torch.no_grad():
+            emissions = model(words, cases, chars, mask)
+            probs = model.crf.marginals(emissions, mask) if model.crf else emissions.softmax(dim=2)
+        best = model.decode(emissions, mask)[0]  # the model's labels, before the IOB2 repair
+        for entity, (_, first, last) in zip(result["entities"], spans(result["tags"]), strict=True):
+            expected = float(np.mean([probs[0, t, best[t]].item() for t in range(first, last)]))
+            assert entity["score"] == pytest.approx(expected, abs=1e-4)
+            checked += 1
+    assert checked > 3
+
+
+def test_teacher_exported_to_onnx_gives_the_torch_teachers_word_logits_tags_and_scores(tmp_path) -> None:
+    torch.set_num_threads(1)
+    labels = ["O", "B-LOC", "I-LOC", "B-MISC", "I-MISC", "B-ORG", "I-ORG", "B-PER", "I-PER"]
+    bert = tiny_bert(tmp_path / "bert", sample_words())
+    Teacher.create(str(bert), labels, torch.device("cpu")).save(tmp_path / "teacher")
+    info = export_teacher(tmp_path / "teacher")
+    assert info["fp32"]["max_abs_diff"] < 1e-4 and info["checked_sentences"] > 50
+    assert info["fp32"]["bytes"] == (tmp_path / "teacher" / ONNX_FILE).stat().st_size
+    on_torch = Tagger.load(tmp_path / "teacher", runtime="torch")
+    on_onnx = Tagger.load(tmp_path / "teacher")
+    assert (on_torch.runtime, on_onnx.runtime) == ("torch", "onnx")
+    test = _tokens("test")
+    for batch_size in (1, 32):  # alone, and padded batches of windows
+        expected = on_torch.model.word_logits(test, batch_size)
+        got = on_onnx.onnx.word_logits(test, batch_size)
+        assert max(float((a - b).abs().max()) for a, b in zip(got, expected, strict=True)) < 1e-4
+    assert on_onnx.tag(test) == on_torch.tag(test)
+    texts = [" ".join(tokens) for tokens in test[:20]]
+    torch_entities = [e for r in on_torch.predict(texts) for e in r["entities"]]
+    onnx_entities = [e for r in on_onnx.predict(texts) for e in r["entities"]]
+    assert torch_entities and len(onnx_entities) == len(torch_entities)
+    assert all(abs(a["score"] - b["score"]) <= 1e-3 and 0 <= a["score"] <= 1
+               for a, b in zip(torch_entities, onnx_entities, strict=True))
+    with pytest.raises(ValueError, match="choose one of"):
+        Tagger.load(tmp_path / "teacher", runtime="onnx-int8")  # a teacher has no int8 file
+
+
+def test_cli_export_teacher_writes_model_onnx_into_a_job_folders_teacher(tmp_path, capsys) -> None:
+    labels = ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
+    bert = tiny_bert(tmp_path / "bert", sample_words())
+    Teacher.create(str(bert), labels, torch.device("cpu")).save(tmp_path / "job" / "teacher")
+    main(["export", "--model", str(tmp_path / "job"), "--teacher", "--check", str(SAMPLE / "dev.conll")])
+    out = json.loads(capsys.readouterr().out)
+    assert out["model"] == str(tmp_path / "job" / "teacher") and out["fp32"]["max_abs_diff"] < 1e-4
+    assert out["fp32"]["bytes"] == (tmp_path / "job" / "teacher" / ONNX_FILE).stat().st_size > 0
 
 
 def test_int8_file_is_smaller_and_agrees_with_fp32_on_95_percent_of_tokens(students) -> None:
@@ -182,3 +261,17 @@ def test_job_exports_its_served_student_and_reports_the_int8_f1(tmp_path) -> Non
         assert int8["f1_change"][split]["f1"] == pytest.approx(change)
     assert json.loads((tmp_path / "run" / "report.json").read_text())["student_int8"] == int8
     assert not any("ONNX" in w for w in report["warnings"])
+
+
+def test_numpy_marginals_are_the_crfs_marginals() -> None:
+    labels = ["O", "B-LOC", "B-PER", "I-LOC", "I-PER"]
+    torch.manual_seed(0)
+    crf = CRF(labels)
+    emissions = torch.randn(6, 9, len(labels)) * 3
+    lengths = torch.tensor([9, 1, 4, 0, 7, 2])
+    mask = torch.arange(9)[None, :] < lengths[:, None]
+    with torch.no_grad():
+        got = crf_marginals(emissions.numpy(), lengths.numpy(), (crf.start + crf.start_penalty).numpy(),
+                            crf.end.numpy(), (crf.transitions + crf.transition_penalty).numpy())
+        expected = crf.marginals(emissions, mask)
+    assert np.abs(got - expected.numpy())[mask.numpy()].max() < 1e-5

@@ -3,6 +3,7 @@ import random
 import string
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
@@ -12,7 +13,7 @@ from tagdistill.metrics import count_parameters
 from tagdistill.schemes import IGNORE
 from tagdistill.student import NeuralTagger
 from tagdistill.vectors import match_vectors, read_vectors
-from tagdistill.vocab import CASES, MAX_WORD_CHARS, PAD, UNK, Vocab, case_id, normalize_word
+from tagdistill.vocab import CASES, MAX_WORD_CHARS, PAD, UNK, WORD_CACHE, Vocab, case_id, normalize_word
 
 torch.set_num_threads(1)
 
@@ -289,3 +290,23 @@ def test_rebuilds_from_saved_weights(tmp_path: Path, variant: dict) -> None:
     with torch.no_grad():
         assert torch.equal(model(*batch), again(*batch))
         assert model.decode(model(*batch), batch[3]) == again.decode(again(*batch), batch[3])
+
+
+def test_encode_arrays_match_a_token_by_token_lookup_and_remember_each_word_type() -> None:
+    vocab = Vocab.build([["Zürich", "is", "big"], ["EU", "1996-08-22"]], ["O", "B-X"], StudentConfig())
+    batch = [["Zürich", "is", "Zürich", "x" * 30, ""], [], ["EU", "2001-10-05", "unseen"]]
+    words, cases, chars, mask = vocab.encode_arrays(batch)
+    assert words.dtype == cases.dtype == chars.dtype == np.int64 and mask.dtype == bool
+    assert chars.shape == (3, 5, MAX_WORD_CHARS)
+    for b, sentence in enumerate(batch):
+        assert mask[b].tolist() == [True] * len(sentence) + [False] * (5 - len(sentence))
+        for t, word in enumerate(sentence):
+            assert words[b, t] == vocab.word_index.get(normalize_word(word), 1)
+            assert cases[b, t] == case_id(word)
+            ids = [vocab.char_index.get(c, 1) for c in word[:MAX_WORD_CHARS]] or [1]
+            assert chars[b, t].tolist() == ids + [0] * (MAX_WORD_CHARS - len(ids))
+    assert words[2, 1] == vocab.word_index["0000-00-00"] > 1  # dates share one entry
+    hits = vocab._cached_ids.cache_info().hits
+    vocab.encode_arrays(batch)
+    assert vocab._cached_ids.cache_info().hits == hits + 8  # every token of the second call: from memory
+    assert vocab._cached_ids.cache_info().maxsize == WORD_CACHE
