@@ -6,10 +6,11 @@ datasets and models likewise. The API writes and returns them, the workers updat
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field, StringConstraints
 
 from tagdistill.config import DataFormat, JobConfig
 
@@ -19,6 +20,37 @@ TERMINAL: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
+
+
+# What a user calls a job or a model, to find it again: free text, and short tags to filter lists by.
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+TAG_RULE = "1 to 32 letters, digits, '_', '.', ':' or '-', starting with a letter or digit"
+
+
+def _tag(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,31}", value):
+        raise ValueError(f"tag {value[:40]!r} is not a valid tag: {TAG_RULE}")
+    return value
+
+
+Tag = Annotated[str, AfterValidator(_tag), Field(description=TAG_RULE)]
+Tags = Annotated[
+    list[Tag], Field(max_length=20, description="at most 20 tags"),
+    AfterValidator(lambda tags: list(dict.fromkeys(tags))),  # in the order given, each once
+]
+NAME_DOC = "a name to find it by (1 to 100 characters)"
+
+MODEL_ID_PREFIX = "mdl_"  # every model id starts so (Store.new_id("mdl"))
+# An alias names a model on purpose ("production"); ids start with MODEL_ID_PREFIX, so no alias may.
+ALIAS_RULE = "1 to 64 letters, digits, '_', '.' or '-', starting with a letter or digit, and not 'mdl_...'"
+PRODUCTION = "production"  # the alias POST /predict uses when it is given no model
+
+
+def alias_problem(name: str) -> str | None:
+    """What is wrong with ``name`` as an alias, or None when it is a good one."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", name) or name.startswith(MODEL_ID_PREFIX):
+        return f"alias {name[:80]!r} is not a valid alias name: {ALIAS_RULE}"
+    return None
 
 
 class Dataset(BaseModel):
@@ -51,6 +83,8 @@ class JobView(BaseModel):
     status: JobStatus
     dataset_id: str
     owner: str | None = None  # owner of the API key that submitted it
+    name: Name | None = Field(None, description=NAME_DOC)
+    tags: Tags = []
     config: JobConfig  # as submitted (paths as given, relative to the data directory)
     created_at: datetime
     updated_at: datetime
@@ -58,10 +92,13 @@ class JobView(BaseModel):
     finished_at: datetime | None = None
     stage: str | None = None
     progress: JobProgress = JobProgress()
-    metrics: dict[str, Any] = {}  # stage -> its latest epoch metrics (the report is the model record's)
+    # stage -> its latest epoch's metrics (epoch, loss, dev_f1, ..., seconds); the report is the model's
+    metrics: dict[str, dict[str, Any]] = {}
     error: str | None = None
     model_id: str | None = None
     worker: str | None = None  # the Celery worker that runs (or ran) it
+    part: str = "teacher"  # the part its current or next task runs (jobstore.broker.PARTS): teacher, student
+    stage_workers: dict[str, str] = {}  # stage -> the worker that ran it (the last one, after a requeue)
     cancel_requested: bool = False
     attempts: int = 0  # runs started; more than 1 after a lost worker
 
@@ -71,6 +108,7 @@ class Job(JobView):
 
     heartbeat_at: datetime | None = None  # last sign of life of the worker that runs it
     seq: int = 0  # creation order, the pagination key
+    attempts_before: int = 0  # attempts of earlier parts (max_attempts counts the current part's)
 
 
 class Event(BaseModel):
@@ -85,6 +123,8 @@ class Model(BaseModel):
     job_id: str
     dataset_id: str
     owner: str | None = None  # the job's owner
+    name: Name | None = Field(None, description=NAME_DOC)  # the job's, until changed (PATCH)
+    tags: Tags = []  # likewise
     created_at: datetime
     labels: list[str]
     student_path: str  # relative to the data directory
@@ -104,6 +144,16 @@ class Model(BaseModel):
     device: str  # where the job ran ("cpu", "cuda")
     machine: str | None = None  # what the speeds were measured on ("x86_64, 2 threads")
     config: JobConfig
+
+
+class Alias(BaseModel):
+    """A name an owner moves onto one of their models on purpose (``production``, ``staging``)."""
+
+    name: str = Field(description=ALIAS_RULE)
+    model_id: str = Field(description="the model it points to")
+    owner: str | None = Field(None, description='whose alias it is: each owner has their own "production"')
+    updated_at: datetime = Field(description="when it was last set or moved")
+    previous_model_id: str | None = Field(None, description="where its last move took it from (None: new)")
 
 
 class WorkerInfo(BaseModel):

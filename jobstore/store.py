@@ -10,14 +10,20 @@ only their own fields. Keys, under ``settings.key_prefix`` (``p``)::
     p jobs:<status>              zset   id -> seq, one per status (the listing filter)
     p job:<id>:events            list   Event JSON, oldest first
     p model:<id>                 hash   Model            p models         zset id -> seq
+    p model:<id>:aliases         set    ["<owner>", "<alias>"] JSON of each alias on the model
+    p aliases                    hash   alias name -> Alias JSON, on a service without keys
     p idem:<key>                 string "<job id> <body fingerprint>", expires after idempotency_ttl_s
     p idem:<owner>:<key>         the same for a job submitted with an API key (keys are per owner)
     p owner:<owner>:datasets     zset   the owner's datasets (likewise :jobs, :jobs:<status>, :models)
+    p owner:<owner>:aliases      hash   the owner's aliases
     p workers                    zset   worker name -> last seen (unix time)
     p worker:<name>              string worker info JSON, expires after heartbeat_timeout_s
 
 Status changes are optimistic transactions (WATCH/MULTI), so a cancel and a worker that
 claims the job, or a DELETE of a dataset and a new job on it, cannot both win.
+
+Lists filter by tag and name (``tag=``, ``q=``) by reading the ``name`` and ``tags`` fields of
+the listed records, newest first: at most ``SCAN_LIMIT`` records a request, no index to keep.
 
 Records carry the ``owner`` of the API key that made them. Readers pass ``only=<owner>`` to see
 only that owner's records (a record of someone else is NotFound, like a missing one, so ids do
@@ -38,18 +44,39 @@ import redis
 from pydantic import BaseModel
 from pydantic_core import to_jsonable_python
 
-from jobstore.records import TERMINAL, Dataset, Event, Job, Model, WorkerInfo, utcnow
+from jobstore.records import (
+    MODEL_ID_PREFIX,
+    PRODUCTION,
+    TERMINAL,
+    Alias,
+    Dataset,
+    Event,
+    Job,
+    Model,
+    WorkerInfo,
+    utcnow,
+)
 from tagdistill.config import JobConfig
 
 R = TypeVar("R", bound=BaseModel)
 
+SCAN_LIMIT = 5000  # records a filtered list reads at most per request (then it returns a cursor)
+
 
 class NotFound(LookupError):
-    """No record with that id."""
+    """No record with that id; ``code`` says which kind, for the API's error body ("job_not_found")."""
+
+    def __init__(self, message: str, code: str = "not_found") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class Conflict(RuntimeError):
-    """The record is in a state that forbids the request."""
+    """The record's state forbids the request; ``code`` says which, for the API ("job_finished")."""
+
+    def __init__(self, message: str, code: str = "conflict") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class IdempotencyMismatch(ValueError):
@@ -64,16 +91,42 @@ class QuotaExceeded(RuntimeError):
         self.retry_after_s = retry_after_s
 
 
-def _encode(fields: dict[str, Any]) -> dict[str, str]:
+def encode_fields(fields: dict[str, Any]) -> dict[str, str]:
     return {k: json.dumps(to_jsonable_python(v)) for k, v in fields.items()}
 
 
-def _decode(raw: dict[str, str]) -> dict[str, Any]:
+def decode_fields(raw: dict[str, str]) -> dict[str, Any]:
     return {k: json.loads(v) for k, v in raw.items()}
+
+
+def _must_see(pipe: redis.client.Pipeline, key: str, only: str | None, missing: NotFound) -> str | None:
+    """The owner of the record at ``key``; ``missing`` raised unless it exists and, with ``only``, is that
+    owner's (inside a transaction: the read is watched)."""
+    raw = pipe.hget(key, "owner")
+    owner = json.loads(raw) if raw is not None else None
+    if raw is None or (only is not None and owner != only):
+        raise missing
+    return owner
 
 
 def _dump(model: BaseModel) -> dict[str, Any]:
     return model.model_dump(mode="json")
+
+
+@dataclass(frozen=True)
+class Match:
+    """What a filtered list keeps: records with the tag ``tag`` and ``q`` in their name (any case)."""
+
+    tag: str | None = None
+    q: str | None = None
+
+    def __bool__(self) -> bool:
+        return self.tag is not None or bool(self.q)
+
+    def __call__(self, name: str | None, tags: list[str]) -> bool:
+        return (self.tag is None or self.tag in tags) and (
+            not self.q or (name is not None and self.q.casefold() in name.casefold())
+        )
 
 
 @dataclass
@@ -106,14 +159,15 @@ class Store:
     def new_id(self, kind: str) -> str:
         return f"{kind}_{secrets.token_hex(6)}"
 
-    def _seq(self) -> int:
+    def next_seq(self) -> int:
+        """The next number of the one sequence that orders every record's list (and pages it)."""
         return int(self.r.incr(self.p + "seq"))
 
     def _read(self, key: str, model: type[R], only: str | None = None) -> R | None:
         raw = self.r.hgetall(key)
         if not raw:
             return None
-        record = model.model_validate(_decode(raw))
+        record = model.model_validate(decode_fields(raw))
         return None if only is not None and getattr(record, "owner", None) != only else record
 
     def _index(self, kind: str, owner: str | None = None, status: str | None = None) -> str:
@@ -121,7 +175,7 @@ class Store:
         mine = f"owner:{owner}:" if owner is not None else ""
         return self.p + mine + kind + (f":{status}" if status else "")
 
-    def _page(self, index: str, cursor: str | None, limit: int) -> tuple[list[str], str | None]:
+    def page(self, index: str, cursor: str | None, limit: int) -> tuple[list[str], str | None]:
         """Ids newest first, after ``cursor`` (the seq of the last id of the previous page)."""
         if cursor is not None and not cursor.isdigit():
             raise ValueError(f"cursor {cursor!r} is not one this API returned")
@@ -131,18 +185,46 @@ class Store:
         next_cursor = str(int(rows[limit - 1][1])) if len(rows) > limit else None
         return ids, next_cursor
 
-    def _many(self, prefix: str, ids: Iterable[str], model: type[R]) -> list[R]:
+    def _find(
+        self, index: str, prefix: str, match: Match, cursor: str | None, limit: int
+    ) -> tuple[list[str], str | None]:
+        """Like ``_page``, of the ids whose record ``match``es; a page may be short (even empty) with a
+        cursor when ``SCAN_LIMIT`` records were read before ``limit`` matched."""
+        if not match:
+            return self.page(index, cursor, limit)
+        if cursor is not None and not cursor.isdigit():
+            raise ValueError(f"cursor {cursor!r} is not one this API returned")
+        top, found, read = f"({cursor}" if cursor is not None else "+inf", [], 0
+        while read < SCAN_LIMIT:
+            rows = self.r.zrevrangebyscore(index, top, "-inf", start=0, num=min(500, SCAN_LIMIT - read),
+                                           withscores=True)
+            if not rows:
+                return [i for i, _ in found[:limit]], None
+            pipe = self.r.pipeline(transaction=False)
+            for member, _ in rows:
+                pipe.hmget(self.p + prefix + member, ["name", "tags"])
+            for (member, seq), (name, tags) in zip(rows, pipe.execute(), strict=True):
+                if match(json.loads(name) if name else None, json.loads(tags) if tags else []):
+                    found.append((member, seq))
+                    if len(found) > limit:  # one more than a page: there is a next one
+                        return [i for i, _ in found[:limit]], str(int(found[limit - 1][1]))
+            read += len(rows)
+            top = f"({int(rows[-1][1])}"
+        return [i for i, _ in found], top[1:]  # every record down to the last one read was looked at
+
+    def many(self, prefix: str, ids: Iterable[str], model: type[R]) -> list[R]:
+        """The records ``prefix + id`` of ``ids`` in one round trip, in order; missing ones left out."""
         pipe = self.r.pipeline(transaction=False)
         for i in ids:
             pipe.hgetall(self.p + prefix + i)
-        return [model.model_validate(_decode(raw)) for raw in pipe.execute() if raw]
+        return [model.model_validate(decode_fields(raw)) for raw in pipe.execute() if raw]
 
     # datasets
 
     def add_dataset(self, ds: Dataset) -> None:
-        seq = self._seq()
+        seq = self.next_seq()
         with self.r.pipeline() as pipe:
-            pipe.hset(self.p + f"dataset:{ds.id}", mapping=_encode(_dump(ds)))
+            pipe.hset(self.p + f"dataset:{ds.id}", mapping=encode_fields(_dump(ds)))
             pipe.zadd(self._index("datasets"), {ds.id: seq})
             if ds.owner is not None:
                 pipe.zadd(self._index("datasets", ds.owner), {ds.id: seq})
@@ -160,27 +242,25 @@ class Store:
     def get_dataset(self, dataset_id: str, only: str | None = None) -> Dataset:
         ds = self._read(self.p + f"dataset:{dataset_id}", Dataset, only)
         if ds is None:
-            raise NotFound(f"no dataset {dataset_id!r}")
+            raise NotFound(f"no dataset {dataset_id!r}", "dataset_not_found")
         return ds
 
     def list_datasets(
         self, cursor: str | None, limit: int, only: str | None = None
     ) -> tuple[list[Dataset], str | None]:
-        ids, next_cursor = self._page(self._index("datasets", only), cursor, limit)
-        return self._many("dataset:", ids, Dataset), next_cursor
+        ids, next_cursor = self.page(self._index("datasets", only), cursor, limit)
+        return self.many("dataset:", ids, Dataset), next_cursor
 
     def delete_dataset(self, dataset_id: str, only: str | None = None) -> None:
         """Forget a dataset; Conflict while an unfinished job reads it."""
         key, users = self.p + f"dataset:{dataset_id}", self.p + f"dataset:{dataset_id}:jobs"
 
         def tx(pipe: redis.client.Pipeline) -> None:
-            raw = pipe.hget(key, "owner")
-            owner = json.loads(raw) if raw is not None else None
-            if raw is None or (only is not None and owner != only):
-                raise NotFound(f"no dataset {dataset_id!r}")
+            owner = _must_see(pipe, key, only, NotFound(f"no dataset {dataset_id!r}", "dataset_not_found"))
             busy = sorted(pipe.smembers(users))
             if busy:
-                raise Conflict(f"dataset {dataset_id} is used by unfinished job(s) {', '.join(busy)}")
+                msg = f"dataset {dataset_id} is used by unfinished job(s) {', '.join(busy)}"
+                raise Conflict(msg, "dataset_in_use")
             pipe.multi()
             pipe.delete(key)
             pipe.zrem(self._index("datasets"), dataset_id)
@@ -200,6 +280,8 @@ class Store:
         ttl_s: int,
         owner: str | None = None,
         max_active: int | None = None,
+        name: str | None = None,
+        tags: list[str] | None = None,
     ) -> tuple[Job, bool]:
         """A new queued job, or (with an Idempotency-Key seen before) the job it made; True when new.
 
@@ -212,7 +294,7 @@ class Store:
         now = utcnow()
         job = Job(
             id=self.new_id("job"), status="queued", dataset_id=dataset_id, owner=owner, config=config,
-            created_at=now, updated_at=now, seq=self._seq(),
+            name=name, tags=tags or [], created_at=now, updated_at=now, seq=self.next_seq(),
         )
 
         def tx(pipe: redis.client.Pipeline) -> Job | None:
@@ -227,11 +309,11 @@ class Store:
                         )
                     return None
             if not pipe.exists(ds_key):
-                raise NotFound(f"no dataset {dataset_id!r}")
+                raise NotFound(f"no dataset {dataset_id!r}", "dataset_not_found")
             if max_active is not None and sum(pipe.zcard(k) for k in active) >= max_active:
                 raise QuotaExceeded(f"{max_active} jobs queued or running already; wait for one to end", 30)
             pipe.multi()
-            pipe.hset(self.p + f"job:{job.id}", mapping=_encode(_dump(job)))
+            pipe.hset(self.p + f"job:{job.id}", mapping=encode_fields(_dump(job)))
             for who in {None, owner}:
                 pipe.zadd(self._index("jobs", who), {job.id: job.seq})
                 pipe.zadd(self._index("jobs", who, "queued"), {job.id: job.seq})
@@ -252,7 +334,7 @@ class Store:
     def get_job(self, job_id: str, only: str | None = None) -> Job:
         job = self._read(self.p + f"job:{job_id}", Job, only)
         if job is None:
-            raise NotFound(f"no job {job_id!r}")
+            raise NotFound(f"no job {job_id!r}", "job_not_found")
         return job
 
     def owns(self, kind: str, record_id: str, owner: str) -> bool:
@@ -264,10 +346,29 @@ class Store:
         return True
 
     def list_jobs(
-        self, status: str | None, cursor: str | None, limit: int, only: str | None = None
+        self, status: str | None, cursor: str | None, limit: int, only: str | None = None,
+        match: Match = Match(),
     ) -> tuple[list[Job], str | None]:
-        ids, next_cursor = self._page(self._index("jobs", only, status), cursor, limit)
-        return self._many("job:", ids, Job), next_cursor
+        ids, next_cursor = self._find(self._index("jobs", only, status), "job:", match, cursor, limit)
+        return self.many("job:", ids, Job), next_cursor
+
+    def relabel(self, kind: str, record_id: str, only: str | None = None, **changes: Any) -> Job | Model:
+        """Set the ``name`` and ``tags`` given in ``changes`` of the job or model (``kind`` "job" |
+        "model"); the record afterwards. Nothing else of it changes, whatever its status."""
+        record_type = Job if kind == "job" else Model
+        key = self.p + f"{kind}:{record_id}"
+
+        def tx(pipe: redis.client.Pipeline) -> Job | Model:
+            raw = pipe.hgetall(key)
+            record = record_type.model_validate(decode_fields(raw)) if raw else None
+            if record is None or (only is not None and record.owner != only):
+                # watched: a deleted one is not half written again
+                raise NotFound(f"no {kind} {record_id!r}", f"{kind}_not_found")
+            pipe.multi()
+            pipe.hset(key, mapping=encode_fields(changes))
+            return record.model_copy(update=changes)
+
+        return self.r.transaction(tx, key, value_from_callable=True)
 
     def transition(
         self,
@@ -278,12 +379,12 @@ class Store:
         check: Callable[[Job], bool] | None = None,
         note: dict[str, Any] | None = None,
         next_attempt: bool = False,
-        also: Callable[[redis.client.Pipeline], None] | None = None,
+        also: Callable[[redis.client.Pipeline, Job], None] | None = None,
         **fields: Any,
     ) -> tuple[Job, bool]:
         """Set ``fields`` (and move to ``status``) if the job's status is in ``allowed`` and
         ``check(job)`` holds, all in one transaction. ``next_attempt`` adds one to ``attempts``;
-        ``note`` goes into the status event; ``also`` adds writes to the same transaction.
+        ``note`` goes into the status event; ``also(pipe, job)`` adds writes to the same transaction.
 
         Returns the job as it is afterwards and whether it changed.
         """
@@ -293,8 +394,8 @@ class Store:
         def tx(pipe: redis.client.Pipeline) -> tuple[Job, bool]:
             raw = pipe.hgetall(key)
             if not raw:
-                raise NotFound(f"no job {job_id!r}")
-            job = Job.model_validate(_decode(raw))
+                raise NotFound(f"no job {job_id!r}", "job_not_found")
+            job = Job.model_validate(decode_fields(raw))
             if job.status not in allowed or (check is not None and not check(job)):
                 return job, False
             now = utcnow()
@@ -307,7 +408,7 @@ class Store:
                     changes["finished_at"] = now
             after = job.model_copy(update=changes)
             pipe.multi()
-            pipe.hset(key, mapping=_encode(changes))
+            pipe.hset(key, mapping=encode_fields(changes))
             if status is not None and status != job.status:
                 for who in {None, job.owner}:
                     pipe.zrem(self._index("jobs", who, job.status), job_id)
@@ -318,18 +419,33 @@ class Store:
                          **({"attempt": changes["attempts"]} if next_attempt else {}), **(note or {})}
                 self._event(pipe, job_id, "status", event)
             if also is not None:
-                also(pipe)
+                also(pipe, job)
             return after, True
 
         return self.r.transaction(tx, key, value_from_callable=True)
 
-    def claim_job(self, job_id: str, worker: str) -> Job | None:
+    def claim_job(self, job_id: str, worker: str, part: str | None = None) -> Job | None:
         """Mark a queued job running on ``worker`` as its next attempt; None when it is not queued
-        (cancelled, or taken: of two deliveries of a job only one gets it)."""
+        (cancelled, or taken: of two deliveries of a job only one gets it) or, with ``part``, when its
+        next part is another (a late delivery of a part that has already run)."""
         now = utcnow()
         after, changed = self.transition(
-            job_id, {"queued"}, "running", worker=worker, started_at=now, heartbeat_at=now, next_attempt=True,
-            note={"worker": worker},
+            job_id, {"queued"}, "running", check=None if part is None else lambda job: job.part == part,
+            worker=worker, heartbeat_at=now, next_attempt=True, note={"worker": worker},
+        )
+        if changed and after.started_at is None:  # the first part's start is the job's
+            self.update_job(job_id, started_at=now)
+            after.started_at = now
+        return after if changed else None
+
+    def hand_off(self, job_id: str, attempt: int, part: str) -> Job | None:
+        """Put a running job back in the queue for its next ``part``, while ``attempt`` is its current
+        one and no cancel was asked for (the caller then sends the part's task); None when it was not
+        (the caller ends a cancelled job; one given up on is another run's)."""
+        check = lambda job: job.attempts == attempt and not job.cancel_requested  # noqa: E731
+        after, changed = self.transition(
+            job_id, {"running"}, "queued", check=check, note={"part": part}, part=part,
+            attempts_before=attempt,
         )
         return after if changed else None
 
@@ -341,6 +457,7 @@ class Store:
 
         With ``model`` (a succeeded run's), the model record is written in the same transaction, and
         only if no cancel was asked for: a job has at most one model, and a cancelled job none. The
+        model takes the job's name and tags as they are then. The
         job as it is afterwards tells whether it ended (its status) or is still running (cancelled).
         """
         if attempt is None:
@@ -348,9 +465,11 @@ class Store:
         if model is None:
             check = lambda job: job.attempts == attempt  # noqa: E731
             return self.transition(job_id, {"running"}, status, check=check, **fields)[0]
-        seq = self._seq()
+        seq = self.next_seq()
         check = lambda job: job.attempts == attempt and not job.cancel_requested  # noqa: E731
-        also = lambda pipe: self._write_model(pipe, model, seq)  # noqa: E731
+        def also(pipe: redis.client.Pipeline, job: Job) -> None:
+            self._write_model(pipe, model.model_copy(update={"name": job.name, "tags": job.tags}), seq)
+
         fields["model_id"] = model.id
         return self.transition(job_id, {"running"}, status, check=check, also=also, **fields)[0]
 
@@ -362,12 +481,12 @@ class Store:
             if changed:
                 self.add_event(job_id, "log", {"message": "cancel requested"})
         if not changed and job.status in TERMINAL:
-            raise Conflict(f"job {job_id} already {job.status}")
+            raise Conflict(f"job {job_id} already {job.status}", "job_finished")
         return job
 
     def update_job(self, job_id: str, **fields: Any) -> None:
         """Overwrite fields of a job record (progress, metrics): no status change."""
-        self.r.hset(self.p + f"job:{job_id}", mapping=_encode({**fields, "updated_at": utcnow()}))
+        self.r.hset(self.p + f"job:{job_id}", mapping=encode_fields({**fields, "updated_at": utcnow()}))
 
     def heartbeat(self, job_id: str, attempt: int | None = None) -> bool:
         """Record that the job's worker is alive; True when the run should stop: a cancel was
@@ -378,7 +497,7 @@ class Store:
             status is None or json.loads(status) != "running" or json.loads(attempts or "0") != attempt
         ):
             return True  # given up on (requeued or failed): another attempt owns the job now
-        self.r.hset(key, mapping=_encode({"heartbeat_at": utcnow()}))
+        self.r.hset(key, mapping=encode_fields({"heartbeat_at": utcnow()}))
         return bool(cancel and json.loads(cancel))
 
     def reap_stale(self, timeout_s: float, max_attempts: int = 1) -> Reaped:
@@ -405,14 +524,15 @@ class Store:
                 _, changed = self.transition(job_id, {"running"}, "cancelled", check=stale, error=lost)
                 if changed:
                     reaped.failed.append(job_id)
-            elif job.attempts < max_attempts:
+            elif job.attempts - job.attempts_before < max_attempts:
+                tried = job.attempts - job.attempts_before  # of this part
                 note = {"attempt": job.attempts, "reason": f"{lost}; requeued for attempt "
-                        f"{job.attempts + 1} of {max_attempts}"}
+                        f"{tried + 1} of {max_attempts}"}
                 _, changed = self.transition(job_id, {"running"}, "queued", check=stale, note=note)
                 if changed:
                     reaped.requeued.append(job_id)
             else:
-                error = f"{lost} (attempt {job.attempts} of {max_attempts})"
+                error = f"{lost} (attempt {job.attempts - job.attempts_before} of {max_attempts})"
                 _, changed = self.transition(job_id, {"running"}, "failed", check=stale, error=error)
                 if changed:
                     reaped.failed.append(job_id)
@@ -437,31 +557,106 @@ class Store:
 
     def add_model(self, model: Model) -> None:
         with self.r.pipeline() as pipe:
-            self._write_model(pipe, model, self._seq())
+            self._write_model(pipe, model, self.next_seq())
             pipe.execute()
 
     def _write_model(self, pipe: redis.client.Pipeline, model: Model, seq: int) -> None:
-        pipe.hset(self.p + f"model:{model.id}", mapping=_encode(_dump(model)))
+        pipe.hset(self.p + f"model:{model.id}", mapping=encode_fields(_dump(model)))
         for who in {None, model.owner}:
             pipe.zadd(self._index("models", who), {model.id: seq})
 
-    def get_model(self, model_id: str | None, only: str | None = None) -> Model:
-        """The model ``model_id``, or the newest one (of ``only``'s, when given) when None."""
-        if model_id is None:
-            newest = self.r.zrevrange(self._index("models", only), 0, 0)
-            if not newest:
-                raise NotFound("no model yet: run a job first")
-            model_id = newest[0]
+    def get_model(self, model_id: str, only: str | None = None) -> Model:
         model = self._read(self.p + f"model:{model_id}", Model, only)
         if model is None:
-            raise NotFound(f"no model {model_id!r}")
+            raise NotFound(f"no model {model_id!r}", "model_not_found")
         return model
 
     def list_models(
-        self, cursor: str | None, limit: int, only: str | None = None
+        self, cursor: str | None, limit: int, only: str | None = None, match: Match = Match()
     ) -> tuple[list[Model], str | None]:
-        ids, next_cursor = self._page(self._index("models", only), cursor, limit)
-        return self._many("model:", ids, Model), next_cursor
+        ids, next_cursor = self._find(self._index("models", only), "model:", match, cursor, limit)
+        return self.many("model:", ids, Model), next_cursor
+
+    def delete_model(self, model_id: str, only: str | None = None) -> None:
+        """Forget a model's record (its files stay in its job's folder); Conflict while an alias
+        points to it, so that no alias is left pointing nowhere and none is moved behind its owner."""
+        key, held_by = self.p + f"model:{model_id}", self.p + f"model:{model_id}:aliases"
+
+        def tx(pipe: redis.client.Pipeline) -> None:
+            owner = _must_see(pipe, key, only, NotFound(f"no model {model_id!r}", "model_not_found"))
+            names = sorted({json.loads(member)[1] for member in pipe.smembers(held_by)})
+            if names:
+                raise Conflict(
+                    f"alias {', '.join(repr(n) for n in names)} points to model {model_id}: move it to "
+                    "another model (PUT /aliases/<name>) or delete it (DELETE /aliases/<name>) first",
+                    "model_has_alias",
+                )
+            pipe.multi()
+            pipe.delete(key)
+            for who in {None, owner}:
+                pipe.zrem(self._index("models", who), model_id)
+
+        self.r.transaction(tx, key, held_by)
+
+    # aliases: per owner (``owner`` is the caller's, None on a service without keys)
+
+    def set_alias(self, name: str, model_id: str, owner: str | None, only: str | None = None) -> Alias:
+        """Point the alias ``name`` of ``owner`` at ``model_id`` (a model ``only`` may see), made or
+        moved; the alias afterwards, with the model it pointed to before."""
+        key, aliases = self.p + f"model:{model_id}", self._index("aliases", owner)
+        member = json.dumps([owner, name])
+
+        def tx(pipe: redis.client.Pipeline) -> Alias:
+            _must_see(pipe, key, only, NotFound(f"no model {model_id!r}", "model_not_found"))
+            old = pipe.hget(aliases, name)
+            before = Alias.model_validate_json(old).model_id if old else None
+            alias = Alias(
+                name=name, model_id=model_id, owner=owner, updated_at=utcnow(), previous_model_id=before
+            )
+            pipe.multi()
+            pipe.hset(aliases, name, alias.model_dump_json())
+            if before is not None and before != model_id:
+                pipe.srem(self.p + f"model:{before}:aliases", member)
+            pipe.sadd(self.p + f"model:{model_id}:aliases", member)
+            return alias
+
+        return self.r.transaction(tx, key, aliases, value_from_callable=True)
+
+    def get_alias(self, name: str, owner: str | None) -> Alias:
+        raw = self.r.hget(self._index("aliases", owner), name)
+        if raw is None:
+            raise NotFound(f"no alias {name!r}", "alias_not_found")
+        return Alias.model_validate_json(raw)
+
+    def list_aliases(self, owner: str | None) -> list[Alias]:
+        """The owner's aliases by name."""
+        raw = self.r.hgetall(self._index("aliases", owner))
+        return [Alias.model_validate_json(raw[name]) for name in sorted(raw)]
+
+    def delete_alias(self, name: str, owner: str | None) -> None:
+        aliases = self._index("aliases", owner)
+
+        def tx(pipe: redis.client.Pipeline) -> None:
+            raw = pipe.hget(aliases, name)
+            if raw is None:
+                raise NotFound(f"no alias {name!r}", "alias_not_found")
+            pipe.multi()
+            pipe.hdel(aliases, name)
+            held_by = self.p + f"model:{Alias.model_validate_json(raw).model_id}:aliases"
+            pipe.srem(held_by, json.dumps([owner, name]))
+
+        self.r.transaction(tx, aliases)
+
+    def model_for(
+        self, ref: str | None, owner: str | None, only: str | None = None
+    ) -> tuple[Model, str | None]:
+        """The model a request names: ``ref`` a model id ("mdl_...") or an alias of ``owner``'s, and
+        with no ``ref`` the alias "production" (never "the newest": a new model is served only when
+        someone moves the alias onto it). Also the alias used, if any."""
+        if ref is not None and ref.startswith(MODEL_ID_PREFIX):
+            return self.get_model(ref, only), None
+        alias = self.get_alias(ref or PRODUCTION, owner)
+        return self.get_model(alias.model_id, only), alias.name
 
     # workers
 

@@ -11,9 +11,9 @@ from service.auth import ApiKeys
 from service.bodies import ERRORS, ErrorBody
 from service.errors import add_error_handlers
 from service.middleware import AccessLog, BodyLimit, Utf8Input
-from service.routes import datasets, health, jobs, models, predict, ui
+from service.routes import batches, datasets, health, jobs, models, predict, ui
 
-MAX_JSON_BYTES = 16 << 20  # body limit of every route but the dataset upload
+MAX_JSON_BYTES = 16 << 20  # body limit of every route but the uploads (datasets, batch jobs)
 
 
 def create_app() -> FastAPI:
@@ -33,12 +33,12 @@ def create_app() -> FastAPI:
         docs_url=None,  # /docs and /redoc come from service/routes/ui.py, with files shipped here (no CDN)
         redoc_url=None,
     )
-    for module in (datasets, jobs, models, predict, health, ui):
+    for module in (datasets, jobs, batches, models, predict, health, ui):
         app.include_router(module.router)
     add_error_handlers(app)
-    upload_limit = settings.max_upload_bytes
+    uploads = {"/datasets": settings.max_upload_bytes, "/batch-jobs": settings.max_batch_upload_bytes}
     app.add_middleware(Utf8Input)  # inside the body limit: what it reads is bounded
-    app.add_middleware(BodyLimit, limit=lambda path: upload_limit if path == "/datasets" else MAX_JSON_BYTES)
+    app.add_middleware(BodyLimit, limit=lambda path: uploads.get(path, MAX_JSON_BYTES))
     app.add_middleware(ApiKeys, keys=keys)  # outside the body limit: no key, nothing is read
     app.add_middleware(AccessLog)  # outermost: logs every request, and turns any error into a JSON 500
     return app

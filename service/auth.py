@@ -20,6 +20,8 @@ from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from service.errors import error_body
+
 # Reachable without a key: liveness, the API docs, and the dashboard's page and static files
 # (the dashboard asks for the key and sends it with each API call).
 PUBLIC_PATHS = frozenset({"/health", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json", "/"})
@@ -77,18 +79,21 @@ class ApiKeys:
             if caller is None and not is_public(scope["path"]):
                 if not header:
                     msg = "this service needs an API key: send 'Authorization: Bearer <key>'"
-                    await _unauthorized(send, msg)
+                    await _unauthorized(send, "api_key_missing", msg)
                 elif scheme.lower() != "bearer" or not token.strip():
-                    await _unauthorized(send, "the Authorization header must be 'Bearer <key>'")
+                    msg = "the Authorization header must be 'Bearer <key>'"
+                    await _unauthorized(send, "authorization_invalid", msg)
                 else:
-                    await _unauthorized(send, "the API key is not valid", 'Bearer error="invalid_token"')
+                    await _unauthorized(
+                        send, "api_key_invalid", "the API key is not valid", 'Bearer error="invalid_token"'
+                    )
                 return
         scope.setdefault("state", {})["caller"] = caller
         await self.app(scope, receive, send)
 
 
-async def _unauthorized(send: Send, detail: str, challenge: str = "Bearer") -> None:
-    body = json.dumps({"detail": detail}).encode()
+async def _unauthorized(send: Send, code: str, message: str, challenge: str = "Bearer") -> None:
+    body = json.dumps(error_body(401, code, message, "header.Authorization")).encode()
     headers = [
         (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
         (b"www-authenticate", challenge.encode()),

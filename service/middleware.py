@@ -11,8 +11,9 @@ from collections.abc import Callable
 from typing import Any
 
 from python_multipart.multipart import parse_options_header
-from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.errors import ApiError, error_body, invalid, respond
 
 log = logging.getLogger("tagdistill.access")
 errors_log = logging.getLogger("tagdistill.api")
@@ -78,7 +79,8 @@ class BodyLimit(_Http):
 
     @staticmethod
     async def _reject(send: Send, limit: int) -> None:
-        body = json.dumps({"detail": f"request body over the limit of {limit} bytes"}).encode()
+        msg = f"request body over the limit of {limit} bytes"
+        body = json.dumps(error_body(413, "body_too_large", msg)).encode()
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
         await send({"type": "http.response.start", "status": 413, "headers": headers})
         await send({"type": "http.response.body", "body": body})
@@ -106,8 +108,8 @@ class AccessLog(_Http):
             if status is not None:
                 raise  # half a response is out: only closing the connection ends it
             errors_log.exception("unhandled error", extra={"path": scope["path"]})
-            detail = "internal error; it is logged on the server"
-            await JSONResponse({"detail": detail}, status_code=500)(scope, receive, send_status)
+            msg = "internal error; it is logged on the server"
+            await respond(ApiError(500, "internal_error", msg))(scope, receive, send_status)
         finally:
             log.info(
                 "request",
@@ -141,7 +143,7 @@ class Utf8Input(_Http):
         is_json = major == b"application" and (minor == b"json" or minor.endswith(b"+json"))
         if ctype == b"multipart/form-data" and charset not in (b"utf-8", b"utf8"):
             msg = "multipart bodies are read as UTF-8: give no charset, or charset=utf-8"
-            await _reject(scope, receive, send, ["header", "content-type"], msg)
+            await _reject(scope, receive, send, ["header", "content-type"], msg, "charset_unsupported")
             return
         if not is_json:
             await self.app(scope, receive, send)
@@ -153,7 +155,7 @@ class Utf8Input(_Http):
         loc = _unencodable(body) if _SURROGATE.search(body) else None
         if loc is not None:
             msg = "not Unicode text: a lone surrogate (such as \\ud800) that UTF-8 cannot encode"
-            await _reject(scope, receive, send, ["body", *loc], msg)
+            await _reject(scope, receive, send, ["body", *loc], msg, "text_not_unicode")
             return
         replay = iter(messages)
 
@@ -163,10 +165,11 @@ class Utf8Input(_Http):
         await self.app(scope, replaying_receive, send)
 
 
-async def _reject(scope: Scope, receive: Receive, send: Send, loc: list[str | int], msg: str) -> None:
-    """A 422 shaped like FastAPI's own."""
-    detail = [{"loc": loc, "msg": msg, "type": "string_unicode"}]
-    await JSONResponse({"detail": detail}, status_code=422)(scope, receive, send)
+async def _reject(
+    scope: Scope, receive: Receive, send: Send, loc: list[str | int], msg: str, code: str
+) -> None:
+    """A 422 like the routes' own."""
+    await respond(invalid(loc, msg, code))(scope, receive, send)
 
 
 def _unencodable(body: bytes) -> list[str | int] | None:

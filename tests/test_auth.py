@@ -91,13 +91,16 @@ def test_every_route_needs_a_valid_key(as_, method: str, path: str) -> None:
     missing = anonymous.request(method, path)
     assert missing.status_code == 401, missing.text
     assert missing.headers["www-authenticate"] == "Bearer"
-    assert "Authorization: Bearer" in missing.json()["detail"]
+    error = missing.json()["error"]
+    assert "Authorization: Bearer" in error.pop("message")
+    assert error == {"type": "unauthorized", "code": "api_key_missing", "param": "header.Authorization"}
     wrong = anonymous.request(method, path, headers={"Authorization": f"Bearer {KEYS['team-a']}x"})
     assert wrong.status_code == 401
     assert wrong.headers["www-authenticate"].startswith("Bearer error=")
-    assert wrong.json()["detail"] == "the API key is not valid"
+    assert wrong.json()["error"]["message"] == "the API key is not valid"
+    assert wrong.json()["error"]["code"] == "api_key_invalid"
     basic = anonymous.request(method, path, headers={"Authorization": f"Basic {KEYS['team-a']}"})
-    assert basic.status_code == 401 and "Bearer" in basic.json()["detail"]
+    assert basic.status_code == 401 and "Bearer" in basic.json()["error"]["message"]
 
 
 @pytest.mark.parametrize("path", ["/health", "/docs", "/openapi.json", "/", "/ui/api.js"])
@@ -123,7 +126,10 @@ def test_datasets_are_seen_by_their_owner_and_admins_only(
     assert admin.get(f"/datasets/{ds_id}").status_code == 200
 
     other = b.get(f"/datasets/{ds_id}")
-    assert other.status_code == 404 and other.json()["detail"] == f"no dataset {ds_id!r}"  # as if missing
+    assert other.status_code == 404  # as if missing
+    assert other.json()["error"] == {
+        "type": "not_found", "code": "dataset_not_found", "message": f"no dataset {ds_id!r}", "param": None,
+    }
     assert b.delete(f"/datasets/{ds_id}").status_code == 404
     assert ds_id not in [d["id"] for d in b.get("/datasets", params={"limit": 100}).json()["items"]]
     assert a.get(f"/datasets/{ds_id}").status_code == 200  # the refused delete changed nothing
@@ -141,7 +147,7 @@ def test_jobs_use_only_the_callers_datasets_and_stay_private(
     body = slow_job(team_a_dataset["id"], tiny_teacher)
     refused = b.post("/jobs", json=body)
     assert refused.status_code == 422
-    assert refused.json()["detail"][0]["loc"] == ["body", "dataset_id"]
+    assert refused.json()["error"]["param"] == "dataset_id"
 
     key = {"Idempotency-Key": f"shared-{secrets.token_hex(4)}"}
     job = a.post("/jobs", json=body, headers=key)
@@ -152,7 +158,7 @@ def test_jobs_use_only_the_callers_datasets_and_stay_private(
         for method, path in [("GET", f"/jobs/{job['id']}"), ("GET", f"/jobs/{job['id']}/events"),
                              ("POST", f"/jobs/{job['id']}/cancel")]:
             response = b.request(method, path)
-            assert response.status_code == 404 and job["id"] in response.json()["detail"]
+            assert response.status_code == 404 and job["id"] in response.json()["error"]["message"]
         assert job["id"] not in [j["id"] for j in b.get("/jobs", params={"limit": 100}).json()["items"]]
         assert job["id"] in [j["id"] for j in a.get("/jobs", params={"limit": 100}).json()["items"]]
         assert admin.get(f"/jobs/{job['id']}").json()["owner"] == "team-a"
@@ -174,7 +180,7 @@ def test_jobs_use_only_the_callers_datasets_and_stay_private(
             (Path(settings.data_dir) / teacher_dir).mkdir(parents=True, exist_ok=True)
             response = b.post("/jobs", json={"dataset_id": b_ds["id"], **change})
             assert response.status_code == 422, response.text
-            assert "in your jobs, your datasets or shared/" in response.json()["detail"][0]["msg"]
+            assert "in your jobs, your datasets or shared/" in response.json()["error"]["message"]
         # its owner gets past that check (and then fails on the empty folder only at run time)
         own = a.post("/jobs", json={"dataset_id": team_a_dataset["id"], "teacher": {"path": teacher_dir}})
         assert own.status_code == 202, own.text
@@ -193,7 +199,9 @@ def test_models_predict_and_download_are_the_owners(as_, team_a_model: dict[str,
     predicted = a.post("/predict", json={"model_id": mdl, "texts": [KNOWN]})
     assert predicted.status_code == 200, predicted.text
     assert predicted.json()["results"][0]["tokens"] == KNOWN.split()
-    assert a.post("/predict", json={"texts": [KNOWN]}).json()["model_id"] == mdl  # newest of team-a's
+    assert a.put("/aliases/production", json={"model_id": mdl}).status_code == 200  # team-a's own alias
+    assert a.post("/predict", json={"texts": [KNOWN]}).json()["model_id"] == mdl
+    assert a.delete("/aliases/production").status_code == 204
     assert a.get(f"/models/{mdl}/download").status_code == 200
 
     for method, path, body in [
@@ -201,10 +209,11 @@ def test_models_predict_and_download_are_the_owners(as_, team_a_model: dict[str,
         ("POST", "/predict", {"model_id": mdl, "texts": [KNOWN]}),
     ]:
         response = b.request(method, path, json=body)
-        assert response.status_code == 404 and response.json()["detail"] == f"no model {mdl!r}"
+        assert response.status_code == 404 and response.json()["error"]["message"] == f"no model {mdl!r}"
     assert mdl not in [m["id"] for m in b.get("/models").json()["items"]]
-    newest = b.post("/predict", json={"texts": [KNOWN]})  # team-b has no model of its own
-    assert newest.status_code == 404 and "no model yet" in newest.json()["detail"]
+    assert b.put("/aliases/production", json={"model_id": mdl}).status_code == 422  # not team-b's model
+    unnamed = b.post("/predict", json={"texts": [KNOWN]})  # team-b has no alias of its own
+    assert unnamed.status_code == 422 and "no 'production' alias" in unnamed.text
 
 
 def test_a_10_mb_line_is_422_naming_file_and_line(as_, team_a_dataset: dict[str, Any]) -> None:
@@ -212,9 +221,9 @@ def test_a_10_mb_line_is_422_naming_file_and_line(as_, team_a_dataset: dict[str,
     train = b"Paris B-LOC\n\n" + b"x" * (10 << 20) + b" O\n"
     response = a.post("/datasets", files={"train": ("t.conll", train), "dev": ("d.conll", train[:13])})
     assert response.status_code == 422, response.text
-    error = response.json()["detail"][0]
-    assert error["loc"] == ["body", "train"] and error["line"] == 3
-    assert "train.conll, line 3: line longer than" in error["msg"]
+    error = response.json()["errors"][0]
+    assert error["param"] == "train" and error["line"] == 3
+    assert "train.conll, line 3: line longer than" in error["message"]
     assert a.get(f"/datasets/{team_a_dataset['id']}").json() == team_a_dataset  # nothing else touched
 
 
@@ -243,7 +252,7 @@ def test_quotas_are_per_key_and_answered_with_429_and_retry_after(quota_api: str
         uploads = [upload_sample(a) for _ in range(3)]
         assert [r.status_code for r in uploads] == [201] * 3
         over = upload_sample(a)
-        assert over.status_code == 429 and "3 uploads in this hour" in over.json()["detail"]
+        assert over.status_code == 429 and "3 uploads in this hour" in over.json()["error"]["message"]
         assert 0 < int(over.headers["Retry-After"]) <= 3600
         assert upload_sample(b).status_code == 201  # another key's quota is its own
 
@@ -251,7 +260,9 @@ def test_quotas_are_per_key_and_answered_with_429_and_retry_after(quota_api: str
         jobs = [a.post("/jobs", json={"dataset_id": dataset_id}) for _ in range(2)]
         assert [r.status_code for r in jobs] == [202, 202]
         third = a.post("/jobs", json={"dataset_id": dataset_id})
-        assert third.status_code == 429 and "2 jobs queued or running" in third.json()["detail"]
+        assert third.status_code == 429 and "2 jobs queued or running" in third.json()["error"]["message"]
+        assert third.json()["error"]["type"] == "rate_limited"
+        assert third.json()["error"]["code"] == "quota_exceeded"
         assert int(third.headers["Retry-After"]) > 0
         assert a.post(f"/jobs/{jobs[0].json()['id']}/cancel").status_code == 202
         assert a.post("/jobs", json={"dataset_id": dataset_id}).status_code == 202  # room again

@@ -85,7 +85,10 @@ def _assert_503_quickly(client: httpx.Client, method: str, path: str, **kwargs) 
     took = time.monotonic() - started
     assert response.status_code == 503, f"{method} {path}: {response.status_code} {response.text}"
     if path != "/health":
-        assert response.json()["detail"] == "the service's Redis is unreachable; try again shortly"
+        assert response.json()["error"] == {
+            "type": "unavailable", "code": "redis_unreachable", "param": None,
+            "message": "the service's Redis is unreachable; try again shortly",
+        }
         assert response.headers["retry-after"] == "5"
     else:
         assert response.json()["redis"] is False

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 import anyio
-from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Header, Query, Request, Response
 from sse_starlette import EventSourceResponse
 
 from jobstore.broker import enqueue_job
@@ -16,11 +16,13 @@ from jobstore.limits import LimitError, check_limits
 from jobstore.records import TERMINAL, Event, JobStatus, JobView
 from jobstore.store import NotFound, Store
 from service.auth import CallerDep
-from service.bodies import JobList
+from service.bodies import JobList, JobSubmission, Relabel
 from service.deps import CeleryDep, DataDirDep, PageDep, SettingsDep, StoreDep
-from service.errors import invalid
+from service.errors import ApiError, invalid
+from service.filters import MatchDep
+from service.hub import check_base_model
 from tagdistill.checkpoint import fingerprint
-from tagdistill.config import JobConfig
+from tagdistill.config import DEFAULT_TEACHER
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 log = logging.getLogger("tagdistill.api")
@@ -30,7 +32,7 @@ STREAM_POLL_S = 0.5  # how often an event stream looks for new events
 
 @router.post("", status_code=202, response_model=JobView)
 def create_job(
-    cfg: JobConfig,
+    body: JobSubmission,
     response: Response,
     store: StoreDep,
     data: DataDirDep,
@@ -42,19 +44,24 @@ def create_job(
     ] = None,
 ) -> JobView:
     """Start a job; 202 with the queued job. Only dataset_id is required."""
+    cfg = body.job_config()
     may_use = None if caller.only is None else lambda record: store.owns(*record, caller.only)
     try:
         store.get_dataset(cfg.dataset_id, caller.only)  # someone else's is unknown, as in GET
-        data.resolve_paths(cfg, may_use)
+        resolved = data.resolve_paths(cfg, may_use)
         check_limits(cfg, settings, store.live_workers(settings.heartbeat_timeout_s))
+        if cfg.teacher.path is None and cfg.teacher.base_model != DEFAULT_TEACHER:  # "minilm" ships with us
+            if data.inside(resolved.teacher.base_model):  # a folder of ours: its config, from the store
+                data.fetch(f"{resolved.teacher.base_model}/config.json")
+            check_base_model(cfg.teacher.base_model, resolved.teacher.base_model, data.redact)
     except (PathError, LimitError) as exc:
         raise invalid(["body", *exc.field.split(".")], str(exc)) from None
     except NotFound as exc:
         raise invalid(["body", "dataset_id"], str(exc)) from None
     try:
         job, created = store.create_job(
-            cfg.dataset_id, cfg, idempotency_key, fingerprint(cfg.model_dump(mode="json")),
-            settings.idempotency_ttl_s, caller.owner, settings.max_active_jobs,
+            cfg.dataset_id, cfg, idempotency_key, fingerprint(body.model_dump(mode="json")),
+            settings.idempotency_ttl_s, caller.owner, settings.max_active_jobs, body.name, body.tags,
         )
     except NotFound as exc:
         raise invalid(["body", "dataset_id"], str(exc)) from None
@@ -63,7 +70,8 @@ def create_job(
             enqueue_job(celery, job.id, settings.queue)
         except Exception as exc:
             store.finish_job(job.id, "failed", error=f"could not be queued: {exc}")
-            raise HTTPException(503, "the job queue is unreachable; try again shortly") from exc
+            msg = "the job queue is unreachable; try again shortly"
+            raise ApiError(503, "queue_unreachable", msg, headers={"Retry-After": "5"}) from exc
         log.info("job queued", extra={"job_id": job.id, "dataset_id": job.dataset_id})
     else:
         response.headers["Idempotent-Replayed"] = "true"
@@ -76,10 +84,13 @@ def list_jobs(
     store: StoreDep,
     caller: CallerDep,
     page: PageDep,
+    match: MatchDep,
     status: Annotated[JobStatus | None, Query(description="only jobs in this status")] = None,
 ) -> JobList:
-    """Jobs, newest first."""
-    items, next_cursor = page.fetch(lambda cursor, limit: store.list_jobs(status, cursor, limit, caller.only))
+    """Jobs, newest first; ``tag`` and ``q`` filter them by tag and name."""
+    items, next_cursor = page.fetch(
+        lambda cursor, limit: store.list_jobs(status, cursor, limit, caller.only, match)
+    )
     return JobList(items=items, next_cursor=next_cursor)
 
 
@@ -89,6 +100,12 @@ def get_job(job_id: str, store: StoreDep, caller: CallerDep) -> JobView:
     return store.get_job(job_id, caller.only)
 
 
+@router.patch("/{job_id}", response_model=JobView)
+def relabel_job(job_id: str, body: Relabel, store: StoreDep, caller: CallerDep) -> JobView:
+    """Change a job's name or tags (its model keeps those it took when it was made)."""
+    return store.relabel("job", job_id, caller.only, **body.changes())
+
+
 @router.post("/{job_id}/cancel", status_code=202, response_model=JobView)
 def cancel_job(job_id: str, store: StoreDep, caller: CallerDep) -> JobView:
     """Cancel a queued job, or ask a running one to stop (it does within seconds); 409 when finished."""
@@ -96,14 +113,27 @@ def cancel_job(job_id: str, store: StoreDep, caller: CallerDep) -> JobView:
     return store.request_cancel(job_id)
 
 
+NEXT_PAGE = {
+    "description": 'with more events than the page held: `<the URL of the next page>; rel="next"` '
+    "(after = the page's last seq). A running job's later events: ask again with after = the last seq",
+    "schema": {"type": "string"},
+}
+
+
 @router.get(
     "/{job_id}/events",
     response_model=list[Event],
-    responses={200: {"content": {"text/event-stream": {}}, "description": "the events, or their stream"}},
+    responses={
+        200: {
+            "content": {"text/event-stream": {}}, "headers": {"Link": NEXT_PAGE},
+            "description": "the events, or their stream",
+        },
+    },
 )
 def job_events(
     job_id: str,
     request: Request,
+    response: Response,
     store: StoreDep,
     caller: CallerDep,
     # bounded so that after + 1 stays a Redis list index (int64): no job has 2**62 events
@@ -121,7 +151,11 @@ def job_events(
         resumable = last.isascii() and last.isdigit() and len(last) <= 19 and int(last) <= 2**62
         start = int(last) + 1 if resumable else after + 1
         return EventSourceResponse(_stream(store, job_id, start))
-    return store.events(job_id, after + 1, limit)
+    page = store.events(job_id, after + 1, limit + 1)  # one more than asked: is there a next page?
+    if len(page) > limit:
+        page = page[:limit]
+        response.headers["Link"] = f'<{request.url.path}?after={page[-1].seq}&limit={limit}>; rel="next"'
+    return page
 
 
 async def _stream(store: Store, job_id: str, start: int) -> AsyncIterator[dict]:

@@ -9,10 +9,11 @@ import time
 import anyio
 from fastapi import APIRouter, HTTPException, Request, Response
 
+from jobstore.records import PRODUCTION, Model
 from jobstore.store import NotFound
-from service.auth import CallerDep
+from service.auth import Caller, CallerDep
 from service.bodies import PredictRequest, PredictResponse
-from service.deps import DataDirDep, ModelsDep, SettingsDep, StoreDep
+from service.deps import DataDirDep, ModelRecords, ModelsDep, RecordsDep, SettingsDep
 from service.errors import invalid
 from service.predictor import PIECE_CHARS
 
@@ -20,14 +21,21 @@ router = APIRouter(tags=["predict"])
 log = logging.getLogger("tagdistill.api")
 
 TEACHER_NOTE = "tagged by the transformer teacher, which is much slower than the student; for comparison"
+NO_PRODUCTION = (
+    f"no model given, and you have no {PRODUCTION!r} alias: name one in 'model' (a model id or an alias), "
+    f'or point the alias at a model first: PUT /aliases/{PRODUCTION} with {{"model_id": "mdl_..."}}'
+)
 
 
 @router.post("/predict", response_model=PredictResponse)
 async def predict(
-    req: PredictRequest, request: Request, store: StoreDep, data: DataDirDep, models: ModelsDep,
+    req: PredictRequest, request: Request, records: RecordsDep, data: DataDirDep, models: ModelsDep,
     settings: SettingsDep, caller: CallerDep,
 ) -> PredictResponse | Response:
     """Tokens, IOB2 tags and entities with character offsets, one result per input.
+
+    The model is ``model`` (an id or one of your aliases), else the one your alias ``production``
+    points to: never just the newest, so a new model is served only once someone moves the alias.
 
     Bounded work: at most ``max_predict_inputs`` inputs, ``max_predict_chars`` characters each and
     ``max_predict_total_chars`` in all (``max_teacher_predict_chars`` with ``use_teacher``); past
@@ -49,14 +57,14 @@ async def predict(
     if sum(sizes) > total:
         who = "the teacher" if req.use_teacher else "the student"
         raise invalid(["body", field], f"{sum(sizes)} characters in all; at most {total} a request to {who}")
-    model = await anyio.to_thread.run_sync(store.get_model, req.model_id, caller.only)
+    model, alias = await _choose(records, req.model or req.model_id, caller)
     path = model.teacher_path if req.use_teacher else model.student_path
-    folder = data.resolve(path)
+    folder = await anyio.to_thread.run_sync(data.fetch, path)  # from the artifact store, if need be
     if not folder.is_dir():
         raise NotFound(f"the files of model {model.id} are not in this data directory ({path})")
     started = time.perf_counter()
     kind = "teacher" if req.use_teacher else "student"
-    loaded, load_ms = await anyio.to_thread.run_sync(models.get, folder)
+    loaded, load_ms = await models.fetch(folder)
     if load_ms is not None:
         log.info("model loaded", extra={"model_id": model.id, "model": kind, "load_ms": load_ms,
                                         "runtime": loaded.tagger.runtime})
@@ -82,6 +90,7 @@ async def predict(
         batched_with = max(batched_with, shared)
     return PredictResponse(
         model_id=model.id,
+        alias=alias,
         model=kind,
         note=TEACHER_NOTE if req.use_teacher else None,
         elapsed_ms=round((time.perf_counter() - started) * 1000, 2),
@@ -89,6 +98,17 @@ async def predict(
         load_ms=load_ms,
         results=results,
     )
+
+
+async def _choose(records: ModelRecords, ref: str | None, caller: Caller) -> tuple[Model, str | None]:
+    """The model ``ref`` names (an id or an alias; None: the alias "production"), and the alias used
+    (kept for a moment: ``service.deps.ModelRecords``)."""
+    try:
+        return await records.model_for(ref, caller.owner, caller.only)
+    except NotFound:
+        if ref is None:
+            raise invalid(["body", "model"], NO_PRODUCTION) from None
+        raise
 
 
 def _too_slow(limit_s: float) -> HTTPException:

@@ -15,28 +15,30 @@ export function authHeaders(headers = {}) {
   return key ? { ...headers, Authorization: `Bearer ${key}` } : headers;
 }
 
-/** An HTTP error with the API's "detail" (a string, or a list of {loc, msg, type, ...}). */
+/**
+ * An HTTP error. `body` is the API's error body, {error: {type, code, message, param}, errors?: [...]}
+ * (errors: a 422's every invalid field, each {code, message, param, ...}), or whatever else came back
+ * (the text of a proxy's error page, say).
+ */
 export class ApiError extends Error {
-  constructor(status, detail) {
-    super(ApiError.describe(status, detail));
+  constructor(status, body) {
+    super(ApiError.describe(status, body));
     this.status = status;
-    this.detail = detail;
+    this.body = body;
   }
 
-  /** The list of field errors of a 422 ([] for other errors). */
+  /** The invalid fields of a 422 ([] for other errors). */
   get fieldErrors() {
-    return Array.isArray(this.detail) ? this.detail : [];
+    return Array.isArray(this.body?.errors) ? this.body.errors : [];
   }
 
-  static describe(status, detail) {
+  static describe(status, body) {
+    const said = (e) => (e.param ? `${e.param}: ${e.message}` : e.message);
     let text;
-    if (Array.isArray(detail)) {
-      text = detail.map((d) => `${(d.loc || []).slice(1).join(".") || "request"}: ${d.msg}`).join("; ");
-    } else if (detail && typeof detail === "object") {
-      text = JSON.stringify(detail);
-    } else {
-      text = detail || "no details";
-    }
+    if (Array.isArray(body?.errors)) text = body.errors.map(said).join("; ");
+    else if (body?.error) text = said(body.error);
+    else if (body && typeof body === "object") text = JSON.stringify(body);
+    else text = body || "no details";
     if (status === 401 || status === 403) text += " (set an API key with the key button at the top)";
     return status ? `${status}: ${text}` : text;
   }
@@ -61,7 +63,7 @@ export async function api(path, { method = "GET", json, form, headers = {}, sign
   if (response.status === 204) return null;
   const type = response.headers.get("content-type") || "";
   const body = type.includes("json") ? await response.json() : await response.text();
-  if (!response.ok) throw new ApiError(response.status, body && body.detail !== undefined ? body.detail : body);
+  if (!response.ok) throw new ApiError(response.status, body);
   return body;
 }
 
@@ -86,8 +88,7 @@ export async function followEvents(jobId, onEvent, { signal, onError } = {}) {
       if (last >= 0) headers["Last-Event-ID"] = String(last);
       const response = await fetch(`/jobs/${encodeURIComponent(jobId)}/events?stream=1`, { headers, signal });
       if (!response.ok) {
-        const body = await response.json().catch(() => ({}));
-        throw new ApiError(response.status, body.detail);
+        throw new ApiError(response.status, await response.json().catch(() => null));
       }
       const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
       let buffer = "";
@@ -136,8 +137,7 @@ export function downloadLink(href, filename, text) {
     event.preventDefault();
     const response = await fetch(href, { headers: authHeaders() });
     if (!response.ok) {
-      const body = await response.json().catch(() => ({}));
-      alert(ApiError.describe(response.status, body.detail));
+      alert(ApiError.describe(response.status, await response.json().catch(() => null)));
       return;
     }
     const url = URL.createObjectURL(await response.blob());

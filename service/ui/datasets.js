@@ -61,10 +61,10 @@ function datasetCard(ds, onDelete) {
 
 /** Where a 422 belongs: the file field it names, another form field, or the form as a whole. */
 function placeError(form, general, item) {
-  const field = (item.loc || [])[1];
+  const field = item.param;
   const slot = form.querySelector(`[data-error-for="${field}"]`) || general;
-  let text = item.msg;
-  if (item.type === "data_error") {
+  let text = item.message;
+  if (item.code === "data_error") {
     const prefix = item.line !== null && item.line !== undefined ? `${item.file}, line ${item.line}: ` : `${item.file}: `;
     if (text.startsWith(prefix)) text = text.slice(prefix.length);
     const where = item.line !== null && item.line !== undefined ? `Line ${item.line}` : "The file";

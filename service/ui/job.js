@@ -5,7 +5,7 @@ import { api, downloadLink, followEvents } from "./api.js";
 import { analysisPanel } from "./analysis.js";
 import { f1Table, gainPanel, headline, sizeSpeedTable } from "./compare.js";
 import {
-  STAGES, TERMINAL, fill, fmtSeconds, fmtTime, h, progressBar, secondsBetween, showError, statusBadge,
+  STAGES, TERMINAL, fill, fmtSeconds, fmtTime, h, progressBar, secondsBetween, showError, statusBadge, tagBadges,
 } from "./util.js";
 
 const COLORS = { teacher: "#c2410c", student: "#1d4ed8", baseline: "#6b7280" };
@@ -42,6 +42,10 @@ export async function jobPage(main, params, page, jobId) {
   const title = h("h1", { tabindex: "-1" }, `Job ${jobId}`);
   const meta = h("p", { class: "muted meta" });
   const cancel = h("button", { type: "button", class: "danger", id: "cancel-job" }, "Cancel job");
+  // the job form, filled with this job's dataset, config, name and tags (jobs.js prefill)
+  const clone = h("a", { class: "button secondary", href: `#/jobs?clone=${encodeURIComponent(jobId)}` }, "Clone and edit");
+  const labels = h("p", { class: "record-labels" });
+  const config = h("pre", { class: "preview job-config" });
   const actionNote = h("span", { class: "muted", role: "status" });
   const timeline = h("ol", { class: "timeline", "aria-label": "stages" });
   const progress = h("div", { class: "progress-block" });
@@ -55,8 +59,9 @@ export async function jobPage(main, params, page, jobId) {
 
   fill(main,
     h("p", { class: "crumbs" }, h("a", { href: "#/jobs" }, "← Jobs")),
-    title, meta,
-    h("div", { class: "actions" }, cancel, actionNote),
+    title, labels, meta,
+    h("div", { class: "actions" }, cancel, clone, actionNote),
+    h("details", { class: "config-box" }, h("summary", {}, "Config as submitted"), config),
     error,
     h("section", { "aria-labelledby": "progress-title" },
       h("h2", { id: "progress-title" }, "Progress"), timeline, progress, streamNote),
@@ -142,12 +147,17 @@ export async function jobPage(main, params, page, jobId) {
       h("div", { class: "actions" },
         job.model_id ? h("a", { class: "button", href: `#/models?model=${job.model_id}` }, `Model ${job.model_id}`) : null,
         job.model_id ? h("a", { class: "button", href: `#/try?model=${job.model_id}` }, "Try it") : null,
-        job.model_id ? downloadLink(`/models/${job.model_id}/download`, `${job.model_id}.tar.gz`, "Download the student") : null));
+        job.model_id ? downloadLink(`/models/${job.model_id}/download`, `${job.model_id}.tar.gz`, "Download the student") : null,
+        job.model_id ? downloadLink(`/models/${job.model_id}/download?which=teacher`, `${job.model_id}-teacher.tar.gz`,
+          "Download the teacher") : null));
   }
 
   function render() {
     const job = state.job;
     if (!job) return;
+    fill(labels, job.name ? h("span", { class: "record-name" }, job.name) : null, tagBadges(job.tags));
+    labels.hidden = !job.name && !job.tags?.length;
+    config.textContent = JSON.stringify(job.config, null, 2);
     fill(meta, statusBadge(job.status), ` dataset ${job.dataset_id} · created ${fmtTime(job.created_at)}`,
       job.worker ? ` · worker ${job.worker}` : "", job.attempts > 1 ? ` · attempt ${job.attempts}` : "");
     cancel.disabled = TERMINAL.has(job.status);

@@ -2,7 +2,8 @@
 
 import { api } from "./api.js";
 import {
-  TERMINAL, fill, fmtSeconds, fmtTime, h, progressBar, randomKey, secondsBetween, showError, statusBadge,
+  TERMINAL, fill, fmtSeconds, fmtTime, h, labelFilters, parseTags, progressBar, randomKey, secondsBetween, showError,
+  statusBadge, tagBadges,
 } from "./util.js";
 
 // The common settings; everything else goes in the JSON box (merged over these).
@@ -36,6 +37,22 @@ function setPath(obj, path, value) {
   o[keys.at(-1)] = value;
 }
 
+function deletePath(obj, path) {
+  const keys = path.split(".");
+  const parent = getPath(obj, keys.slice(0, -1).join(".")) ?? (keys.length === 1 ? obj : undefined);
+  if (parent && typeof parent === "object") delete parent[keys.at(-1)];
+}
+
+/** What of a job's config the fields above do not hold, for the JSON box of "Clone and edit". */
+function restOfConfig(config) {
+  const rest = structuredClone(config);
+  for (const path of ["dataset_id", "data", ...FIELDS.map((f) => f.path)]) deletePath(rest, path);
+  for (const [k, v] of Object.entries(rest)) {
+    if (v === null || (typeof v === "object" && !Object.keys(v).length)) delete rest[k];
+  }
+  return rest;
+}
+
 function merge(base, extra) {
   for (const [k, v] of Object.entries(extra)) {
     if (v && typeof v === "object" && !Array.isArray(v) && base[k] && typeof base[k] === "object") merge(base[k], v);
@@ -50,7 +67,8 @@ function jobRow(job) {
   const secs = secondsBetween(job.started_at, job.finished_at);
   return h(
     "tr", { dataset: { id: job.id, status: job.status } },
-    h("th", { scope: "row" }, h("a", { href: `#/jobs/${job.id}` }, job.id)),
+    h("th", { scope: "row" }, h("a", { href: `#/jobs/${job.id}` }, job.id),
+      job.name ? h("span", { class: "record-name" }, job.name) : null, tagBadges(job.tags)),
     h("td", {}, statusBadge(job.status)),
     h("td", {}, job.status === "succeeded" ? "done" : job.stage || "–"),
     h("td", { class: "progress-cell" },
@@ -70,12 +88,15 @@ export async function jobsPage(main, params, page) {
     [["", "all"], ["queued", "queued"], ["running", "running"], ["succeeded", "succeeded"], ["failed", "failed"], ["cancelled", "cancelled"]]
       .map(([v, t]) => h("option", { value: v }, t)));
 
+  const labels = labelFilters("jobs", () => refresh());
   async function refresh() {
     const status = filter.value ? `&status=${filter.value}` : "";
+    const query = labels.query();
     try {
-      const { items } = await api(`/jobs?limit=50${status}`, { signal: page.signal });
+      const { items } = await api(`/jobs?limit=50${status}${query}`, { signal: page.signal });
+      labels.fillTags(items);
       fill(rows, items.length ? items.map(jobRow)
-        : h("tr", {}, h("td", { colspan: "7", class: "muted" }, "No jobs yet: start one with the form.")));
+        : h("tr", {}, h("td", { colspan: "7", class: "muted" }, status || query ? "No job matches." : "No jobs yet: start one with the form.")));
       showError(listError, null);
       return items;
     } catch (err) {
@@ -117,10 +138,18 @@ export async function jobsPage(main, params, page) {
     id: "j-config", name: "config", rows: "6", spellcheck: false, "aria-describedby": "j-config-hint",
     placeholder: '{"teacher": {"learning_rate": 5e-5}, "distill": {"temperature": 3}}',
   });
+  const nameInput = h("input", { id: "j-name", name: "name", type: "text", maxlength: "100", placeholder: "optional" });
+  const tagsInput = h("input", { id: "j-tags", name: "tags", type: "text", placeholder: "optional: ner, v2", "aria-describedby": "j-tags-hint" });
+  inputs.name = nameInput;  // not FIELDS (not in the config): here so that their errors mark them
+  inputs.tags = tagsInput;
   const form = h(
     "form", { class: "job-form" },
     h("div", { class: "grid" },
       h("div", { class: "field" }, h("label", { for: idOf("dataset_id") }, "Dataset"), datasetSelect, errorSlot("dataset_id")),
+      h("div", { class: "field" }, h("label", { for: "j-name" }, "Name"), nameInput, errorSlot("name")),
+      h("div", { class: "field" }, h("label", { for: "j-tags" }, "Tags"), tagsInput,
+        h("small", { id: "j-tags-hint", class: "hint" }, "separated by commas or spaces; the model takes them too"),
+        errorSlot("tags")),
       FIELDS.map(fieldNode)),
     h("div", { class: "field" },
       h("label", { for: "j-config" }, "Full config (JSON)"),
@@ -158,7 +187,9 @@ export async function jobsPage(main, params, page) {
         throw Object.assign(new Error("give a JSON object, like {\"teacher\": {\"epochs\": 3}}"), { slot: "config" });
       }
     }
-    return { config: merge(config, given), given };
+    const labelled = { ...(nameInput.value.trim() ? { name: nameInput.value.trim() } : {}),
+      ...(tagsInput.value.trim() ? { tags: parseTags(tagsInput.value) } : {}) };
+    return { config: { ...merge(config, given), ...labelled }, given };
   }
 
   const updatePreview = () => {
@@ -177,6 +208,7 @@ export async function jobsPage(main, params, page) {
     showError(general, null);
   };
   const placeError = (path, message, given) => {
+    if (/^tags\.\d+$/.test(path || "")) path = "tags";  // one tag of the list: shown under the Tags box
     let slotPath = path;
     if (!form.querySelector(`[data-error-for="${path}"]`) || (given && getPath(given, path) !== undefined)) slotPath = "config";
     const slot = path ? form.querySelector(`[data-error-for="${slotPath}"]`) : general;
@@ -210,8 +242,8 @@ export async function jobsPage(main, params, page) {
       const items = err.fieldErrors;
       if (!items.length) showError(general, err);
       for (const item of items) {
-        const loc = item.loc || [];
-        placeError(loc[0] === "body" && loc.length > 1 ? loc.slice(1).join(".") : null, item.msg, built.given);
+        // a body field's param is its dotted path; a header's or a query parameter's has a prefix
+        placeError(/^(header|query|path)\./.test(item.param || "") ? null : item.param, item.message, built.given);
       }
       form.querySelector("[aria-invalid=true]")?.focus();
     } finally {
@@ -219,9 +251,10 @@ export async function jobsPage(main, params, page) {
     }
   });
 
-  const startOpen = !!params.get("dataset") || params.has("new");
+  const startOpen = !!params.get("dataset") || params.has("new") || params.has("clone");
+  const cloneNote = h("p", { class: "muted clone-note", role: "status", hidden: true });
   const details = h("details", { class: "start-job", open: startOpen },
-    h("summary", {}, h("h2", { id: "start-title" }, "Start a job")), form);
+    h("summary", {}, h("h2", { id: "start-title" }, "Start a job")), cloneNote, form);
 
   fill(main,
     h("h1", { tabindex: "-1" }, "Jobs"),
@@ -229,13 +262,45 @@ export async function jobsPage(main, params, page) {
     h("section", { "aria-labelledby": "jobs-title" },
       h("div", { class: "section-head" },
         h("h2", { id: "jobs-title" }, "Recent jobs"),
-        h("div", { class: "inline-field" }, h("label", { for: "status-filter" }, "Status"), filter)),
+        h("div", { class: "inline-field" }, h("label", { for: "status-filter" }, "Status"), filter), labels.node),
       listError,
       h("div", { class: "table-wrap" },
         h("table", { class: "jobs-table" },
           h("thead", {}, h("tr", {}, ["Job", "Status", "Stage", "Progress", "Dataset", "Created", "Took"].map((t) =>
             h("th", { scope: "col", class: t === "Took" ? "num" : null }, t)))),
           rows))));
+
+  /** "Clone and edit": the form holds job `jobId`'s dataset, config, name and tags, to change and submit. */
+  async function prefill(jobId) {
+    let job;
+    try {
+      job = await api(`/jobs/${encodeURIComponent(jobId)}`, { signal: page.signal });
+    } catch (err) {
+      if (err.name !== "AbortError") showError(general, err);
+      return;
+    }
+    const cfg = job.config;
+    if (![...datasetSelect.options].some((o) => o.value === cfg.dataset_id)) {
+      datasetSelect.append(h("option", { value: cfg.dataset_id }, cfg.dataset_id));
+    }
+    datasetSelect.value = cfg.dataset_id;
+    for (const f of FIELDS) {
+      const value = getPath(cfg, f.path);
+      const input = inputs[f.path];
+      if (f.type === "checkbox") input.checked = !!value;
+      else if (f.path === "teacher.path" && value && ![...input.options].some((o) => o.value === value)) {
+        input.append(h("option", { value }, value));
+        input.value = value;
+      } else input.value = value ?? "";
+    }
+    extra.value = JSON.stringify(restOfConfig(cfg), null, 2);
+    nameInput.value = job.name ? `${job.name} (copy)` : "";
+    tagsInput.value = (job.tags || []).join(", ");
+    fill(cloneNote, "A copy of ", h("a", { href: `#/jobs/${job.id}` }, job.id), ": change what you like and start it.");
+    cloneNote.hidden = false;
+    idempotencyKey = randomKey();
+    details.scrollIntoView();
+  }
 
   // fill the dataset and teacher choices
   const [datasets, models, jobs] = await Promise.all([
@@ -250,6 +315,7 @@ export async function jobsPage(main, params, page) {
   for (const m of models.items) {
     inputs["teacher.path"].append(h("option", { value: m.teacher_path }, `teacher of ${m.id} (${m.teacher_path})`));
   }
+  if (params.get("clone")) await prefill(params.get("clone"));
   if (!jobs.length && !filter.value) details.open = true;
   updatePreview();
   page.every(() => {

@@ -113,3 +113,41 @@ export function showError(box, err) {
   box.hidden = false;
   fill(box, err.message || String(err));
 }
+
+/** A job's or model's tags as small badges (nothing when it has none). */
+export function tagBadges(tags) {
+  return (tags || []).map((t) => h("span", { class: "chip chip-tag", dataset: { tag: t } }, t));
+}
+
+/** Parse a tags box ("ner, clinical  v2") into a list: commas or spaces between tags. */
+export function parseTags(text) {
+  return [...new Set(text.split(/[\s,]+/).filter(Boolean))];
+}
+
+/**
+ * The tag and name filters of the job and model lists: a tag select (filled with `fillTags`) and a
+ * name search box; `onChange(query)` gets the query string to add ("&tag=x&q=y", or "").
+ */
+export function labelFilters(idPrefix, onChange) {
+  const tag = h("select", { id: `${idPrefix}-tag` }, h("option", { value: "" }, "any"));
+  const q = h("input", { id: `${idPrefix}-q`, type: "search", placeholder: "part of a name", size: "14" });
+  const query = () => (tag.value ? `&tag=${encodeURIComponent(tag.value)}` : "")
+    + (q.value.trim() ? `&q=${encodeURIComponent(q.value.trim())}` : "");
+  let timer = null;
+  tag.addEventListener("change", () => onChange(query()));
+  q.addEventListener("input", () => { clearTimeout(timer); timer = setTimeout(() => onChange(query()), 250); });
+  const node = h("div", { class: "inline-field label-filters" },
+    h("label", { for: `${idPrefix}-tag` }, "Filter by tag"), tag,
+    h("label", { for: `${idPrefix}-q` }, "Name contains"), q);
+  const seen = new Set();
+  /** Offer the tags of `records` too (a filtered list shows fewer: the tags seen before stay). */
+  const fillTags = (records) => {
+    const before = seen.size;
+    records.forEach((r) => (r.tags || []).forEach((t) => seen.add(t)));
+    if (seen.size === before) return;
+    const chosen = tag.value;
+    fill(tag, h("option", { value: "" }, "any"), [...seen].sort().map((t) => h("option", { value: t }, t)));
+    tag.value = chosen;
+  };
+  return { node, query, fillTags };
+}
