@@ -112,6 +112,25 @@ def teacher_scored(
     return tags, token_scores
 
 
+def same_tagging(a: list[dict[str, Any]], b: list[dict[str, Any]], score_tolerance: float = 2e-4) -> bool:
+    """Whether two lists of ``Tagger.predict`` results agree: tokens, tags and entity spans exactly,
+    entity scores within ``score_tolerance``.
+
+    The scores cannot be compared byte for byte across runs that batch the sentences differently (a
+    batch job's chunks, ONNX Runtime against torch): the batch's shape picks the kernels, and with
+    them the order of float sums, so a probability can move in its last digits and round the other way.
+    """
+    def without_scores(results: list[dict[str, Any]]) -> list[Any]:
+        return [{**r, "entities": [{k: v for k, v in e.items() if k != "score"} for e in r["entities"]]}
+                for r in results]
+
+    if without_scores(a) != without_scores(b):
+        return False
+    scores = [(x["score"], y["score"]) for ra, rb in zip(a, b, strict=True)
+              for x, y in zip(ra["entities"], rb["entities"], strict=True)]
+    return all(abs(x - y) <= score_tolerance for x, y in scores)
+
+
 class Tagger:
     """A trained student (or teacher) that tags raw strings or pre-tokenized sentences."""
 
