@@ -21,7 +21,8 @@ Records, under the Store's client and key prefix ``p`` (kept apart from ``jobsto
     p batches:active      zset   queued or running batches (the quota)   p owner:<owner>:batches:active
 
 Status changes are WATCH/MULTI transactions, as the Store's: a cancel, the chunk that finishes
-last and the merge cannot both win.
+last and the merge cannot both win. An ended batch can be deleted (``delete``): its files, then
+these keys.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ import redis
 from celery import Celery, chord
 from pydantic import BaseModel
 
+from jobstore.artifacts import ArtifactStore
 from jobstore.broker import MERGE_BATCH, TAG_CHUNK
 from jobstore.records import TERMINAL, utcnow
 from jobstore.settings import Settings
@@ -388,6 +390,27 @@ class Batches:
         if not changed:
             raise Conflict(f"batch job {batch_id} already {batch.status}", "batch_job_finished")
         return batch
+
+    def delete(self, batch_id: str, artifacts: ArtifactStore, only: str | None = None) -> None:
+        """Remove an ended batch: its files (input chunks, outputs) from the store, then its record.
+        Conflict while it is queued or running (cancel it first): its chunks would write files again.
+
+        An ended batch never changes status again, so the check holds while the files go; files first,
+        so that a store that fails leaves the record, and the DELETE can be repeated. A chunk task still
+        finishing a cancelled batch removes the file it wrote when it finds the batch ended or gone."""
+        batch = self.get(batch_id, only)
+        if batch.status not in TERMINAL:
+            msg = (f"batch job {batch_id} is {batch.status}: cancel it first "
+                   f"(POST /batch-jobs/{batch_id}/cancel)")
+            raise Conflict(msg, "batch_job_active")
+        artifacts.delete(folder(batch_id))
+        key = self._key(batch_id)
+        with self.r.pipeline() as pipe:
+            pipe.delete(key, key + ":chunks", key + ":running")
+            for who in {None, batch.owner}:
+                pipe.zrem(self._index(who), batch_id)
+                pipe.zrem(self._index(who, active=True), batch_id)
+            pipe.execute()
 
     def stopped(self, batch_id: str) -> bool:
         """Whether the batch's work should stop (cancelled, failed, or gone): one cheap read."""

@@ -16,6 +16,8 @@ only their own fields. Keys, under ``settings.key_prefix`` (``p``)::
     p idem:<owner>:<key>         the same for a job submitted with an API key (keys are per owner)
     p owner:<owner>:datasets     zset   the owner's datasets (likewise :jobs, :jobs:<status>, :models)
     p owner:<owner>:aliases      hash   the owner's aliases
+    p handoffs                   zset   job id -> when its next part was queued (``hand_off``), until its
+                                        task is sent: the outbox the sweep re-sends from
     p workers                    zset   worker name -> last seen (unix time)
     p worker:<name>              string worker info JSON, expires after heartbeat_timeout_s
 
@@ -440,14 +442,55 @@ class Store:
 
     def hand_off(self, job_id: str, attempt: int, part: str) -> Job | None:
         """Put a running job back in the queue for its next ``part``, while ``attempt`` is its current
-        one and no cancel was asked for (the caller then sends the part's task); None when it was not
-        (the caller ends a cancelled job; one given up on is another run's)."""
+        one and no cancel was asked for (the caller then sends the part's task, and says so with
+        ``handoff_sent``); None when it was not (the caller ends a cancelled job; one given up on is
+        another run's).
+
+        The same transaction notes the job in ``handoffs`` (an outbox): a process that dies between
+        this and the send would otherwise leave the job queued with no message, which no sweep of
+        running jobs finds. ``unsent_handoffs`` gives the sweep the notes that stayed."""
         check = lambda job: job.attempts == attempt and not job.cancel_requested  # noqa: E731
+
+        def note_unsent(pipe: redis.client.Pipeline, _: Job) -> None:
+            pipe.zadd(self.p + "handoffs", {job_id: time.time()})
+
         after, changed = self.transition(
-            job_id, {"running"}, "queued", check=check, note={"part": part}, part=part,
+            job_id, {"running"}, "queued", check=check, note={"part": part}, also=note_unsent, part=part,
             attempts_before=attempt,
         )
         return after if changed else None
+
+    def handoff_sent(self, job_id: str) -> None:
+        """The task of a handed-off job's part is on its queue: the outbox's note goes."""
+        self.r.zrem(self.p + "handoffs", job_id)
+
+    def unsent_handoffs(self, older_than_s: float) -> list[tuple[str, str]]:
+        """(job id, part) of each hand-off noted over ``older_than_s`` ago and never marked sent, whose
+        job is still queued (for the part it names): its sender died before the send (or is that slow;
+        a second message is harmless, the claim lets one delivery run). Each is taken in a transaction that
+        renews the note, so of several sweepers one sends it, and it is sent again after another
+        ``older_than_s`` if that send is lost too. Notes of jobs no longer queued (claimed, cancelled,
+        gone) are dropped."""
+        handoffs, due = self.p + "handoffs", []
+        for job_id in self.r.zrangebyscore(handoffs, "-inf", time.time() - older_than_s):
+            key = self.p + f"job:{job_id}"
+
+            def tx(pipe: redis.client.Pipeline, job_id: str = job_id, key: str = key) -> str | None:
+                noted = pipe.zscore(handoffs, job_id)
+                if noted is None or noted > time.time() - older_than_s:
+                    return None  # sent meanwhile, or another sweeper took it
+                status, part = (json.loads(v) if v else None for v in pipe.hmget(key, ["status", "part"]))
+                pipe.multi()
+                if status != "queued":
+                    pipe.zrem(handoffs, job_id)
+                    return None
+                pipe.zadd(handoffs, {job_id: time.time()})
+                return part
+
+            part = self.r.transaction(tx, handoffs, key, value_from_callable=True)
+            if part is not None:
+                due.append((job_id, part))
+        return due
 
     def finish_job(
         self, job_id: str, status: str, attempt: int | None = None, model: Model | None = None, **fields: Any

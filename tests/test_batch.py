@@ -29,6 +29,8 @@ from jobstore.artifacts import ArtifactStore
 from tagdistill.tagger import same_tagging
 
 CHUNK = 7  # sentences per chunk in this module's service
+LARGE, LARGE_CHUNK = 100_000, 12_500  # the large batch: 8 chunks, about four for each worker
+WORDS = ["Paris", "said", "Anna", "lives", "in", "Berlin", "the", "Union", "on", "Monday", "Kenji", "Warsaw"]
 SENTENCES = [
     "EU rejects German call to boycott British lamb .",
     "Peter Blackburn",
@@ -72,7 +74,8 @@ def stack(
         api, url = start_api(env, folder / "api.log")
         procs["api"] = (api, folder / "api.log")
         queue = env["TAGDISTILL_QUEUE"]
-        yield {"url": url, "store": store, "operator": operator, "queue": queue, "procs": procs}
+        yield {"url": url, "store": store, "operator": operator, "queue": queue, "procs": procs, "env": env,
+               "folder": folder}
     finally:
         for proc, _ in procs.values():
             _stop(proc)
@@ -99,10 +102,49 @@ def model(stack: dict[str, Any]) -> dict[str, Any]:
     return {"id": record.id, "folder": operator.local(record.student_path)}
 
 
+@pytest.fixture(scope="module")
+def onnx_model(stack: dict[str, Any]) -> dict[str, Any]:
+    """Like ``model``, exported to ONNX as the pipeline exports the served student: the runtime that tags
+    the large input, in the workers and in this process alike."""
+    from tagdistill.config import StudentConfig
+    from tagdistill.export import export_student
+    from tagdistill.student import NeuralTagger
+    from tagdistill.vocab import Vocab
+
+    cfg = StudentConfig(embeddings=None)
+    sentences = [short_sentence(i).split() for i in range(200)]
+    labels = ["O", "B-LOC", "I-LOC", "B-ORG", "I-ORG", "B-PER", "I-PER"]
+    student = NeuralTagger(cfg, Vocab.build(sentences, labels, cfg))
+    operator, job = stack["operator"], f"jobs/job_{secrets.token_hex(6)}"
+    record = untrained_model(stack["store"], operator.local(job), student, "ds_batch")
+    export_student(operator.local(record.student_path), sentences=sentences)
+    operator.push(record.student_path)
+    return {"id": record.id, "folder": operator.local(record.student_path)}
+
+
+@pytest.fixture
+def large_api(stack: dict[str, Any]) -> Iterator[str]:
+    """A second API on the same Redis, queue and store as ``stack``'s, that cuts uploads into chunks of
+    LARGE_CHUNK and takes files of up to 8 MB: the workers tag whatever chunks a batch record names."""
+    env = {
+        **stack["env"], "TAGDISTILL_BATCH_CHUNK_SIZE": str(LARGE_CHUNK),
+        "TAGDISTILL_MAX_BATCH_UPLOAD_MB": "8", "TAGDISTILL_DATA_DIR": str(stack["folder"] / "cache-large"),
+    }
+    proc, url = start_api(env, stack["folder"] / "large-api.log")
+    yield url
+    _stop(proc)
+
+
 @pytest.fixture
 def client(stack: dict[str, Any]) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=stack["url"], timeout=60) as c:
         yield c
+
+
+def short_sentence(i: int) -> str:
+    """Line ``i`` of the large input: 2 to 4 words, the last one ``i`` itself, so that every line is its
+    own and its output says where it came from."""
+    return " ".join([*(WORDS[(i * 5 + k) % len(WORDS)] for k in range(1 + i % 3)), str(i)])
 
 
 def one_process(model: dict[str, Any], items: list[Any]) -> list[dict[str, Any]]:
@@ -266,6 +308,66 @@ def test_a_cancelled_batch_ends_cancelled_at_once_and_stops_tagging(
     assert after["status"] == "cancelled" and after["chunks_done"] < after["chunks"] / 2, after
     assert after["output_bytes"] is None
     assert client.get(f"/batch-jobs/{batch['id']}").json()["chunks_done"] == after["chunks_done"]
+
+
+def test_100000_sentences_are_split_across_both_workers_and_tagged_as_one_process_in_input_order(
+    large_api: str, onnx_model: dict[str, Any], stack: dict[str, Any]
+) -> None:
+    """The scale the issue asks for, kept cheap: short sentences and an untrained ONNX student, so that
+    the tagging takes seconds and what is checked is the split, the store round trips and the merge."""
+    lines = [short_sentence(i) for i in range(LARGE)]
+    with httpx.Client(base_url=large_api, timeout=120) as client:
+        response = submit(client, onnx_model["id"], ("\n".join(lines) + "\n").encode())
+        assert response.status_code == 202, response.text
+        queued = response.json()
+        assert (queued["sentences"], queued["chunks"]) == (LARGE, LARGE // LARGE_CHUNK)
+        batch = ended(client, queued["id"], 170)
+        assert batch["status"] == "succeeded", batch
+        tagged = output(client, batch["id"])
+    assert [r["tokens"][-1] for r in tagged] == [str(i) for i in range(LARGE)]  # in input order, none lost
+    assert same_tagging(tagged, one_process(onnx_model, lines))
+    assert batch["workers"].keys() == {f"{name}@{stack['queue']}" for name in ("a", "b")}, batch["workers"]
+    assert sum(batch["workers"].values()) == batch["chunks_done"] == LARGE // LARGE_CHUNK
+    assert batch["sentences_done"] == LARGE
+
+
+def test_delete_removes_an_ended_batch_its_record_and_its_files_and_is_409_while_it_runs(
+    client: httpx.Client, model: dict[str, Any], stack: dict[str, Any]
+) -> None:
+    operator, store = stack["operator"], stack["store"]
+
+    def stored(batch_id: str) -> list[str]:
+        return operator.fs.find(f"{operator.url}/batches/{batch_id}")
+
+    lines = [f"{s} ( line {i} )" for i, s in enumerate(SENTENCES * 3)]
+    done = ended(client, submit(client, model["id"], "\n".join(lines).encode()).json()["id"])
+    assert done["status"] == "succeeded", done
+    assert stored(done["id"])  # the merged output
+    assert client.delete(f"/batch-jobs/{done['id']}").status_code == 204
+    assert client.get(f"/batch-jobs/{done['id']}").status_code == 404
+    assert client.get(f"/batch-jobs/{done['id']}/output").status_code == 404
+    assert done["id"] not in [b["id"] for b in client.get("/batch-jobs").json()["items"]]
+    assert stored(done["id"]) == [] and list(store.r.scan_iter(match=store.p + f"batch:{done['id']}*")) == []
+    again = client.delete(f"/batch-jobs/{done['id']}")
+    assert again.status_code == 404 and again.json()["error"]["code"] == "batch_job_not_found"
+    assert client.delete("/batch-jobs/bat_nothere").status_code == 404
+
+    lines = [" ".join(f"{s} {i}" for s in SENTENCES * 5) for i in range(40 * CHUNK)]  # 40 chunks, seconds
+    busy = submit(client, model["id"], "\n".join(lines).encode()).json()
+    refused = client.delete(f"/batch-jobs/{busy['id']}")
+    assert refused.status_code == 409, refused.text
+    error = refused.json()["error"]
+    assert error["code"] == "batch_job_active" and "cancel it first" in error["message"]
+    assert client.get(f"/batch-jobs/{busy['id']}").json()["status"] in {"queued", "running"}
+    assert client.post(f"/batch-jobs/{busy['id']}/cancel").status_code == 202
+    assert client.delete(f"/batch-jobs/{busy['id']}").status_code == 204
+    assert client.get(f"/batch-jobs/{busy['id']}").status_code == 404
+
+    def settled() -> bool:  # no chunk queued, none running (kombu keeps a running task's message unacked)
+        return store.r.llen(store.p + stack["queue"]) == 0 and store.r.hlen(store.p + "unacked") == 0
+
+    wait_for(settled, 60, "the deleted batch's chunks to be dropped or ended")
+    assert stored(busy["id"]) == []  # a chunk that was running removed its file on finding the batch gone
 
 
 def test_a_chunk_whose_pool_process_is_killed_runs_again_and_the_output_is_unchanged(

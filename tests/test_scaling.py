@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -57,13 +58,29 @@ def scaled(
         yield stack
 
 
-@pytest.fixture
-def queued_job(store: Any) -> str:
-    """A queued job on a dataset record of its own (no files: the engine never runs on it)."""
+def new_job(store: Any) -> str:
+    """A queued job on a dataset record of its own (no files: a run of it fails at once); its id."""
     ds = Dataset(id=store.new_id("ds"), created_at=utcnow(), files={}, format="conll",
                  unlabeled_format="text", tag_column=-1, size_bytes=0, stats={})
     store.add_dataset(ds)
     return store.create_job(ds.id, JobConfig(dataset_id=ds.id), None, "f", 60)[0].id
+
+
+@pytest.fixture
+def queued_job(store: Any) -> str:
+    return new_job(store)
+
+
+@pytest.fixture
+def unswept(store: Any) -> Iterator[Any]:
+    """A Store on a key prefix of its own in the session's Redis, which no worker sweeps."""
+    from jobstore.store import Store
+
+    own = Store(store.r, f"tdunswept-{secrets.token_hex(4)}:")
+    yield own
+    keys = list(own.r.scan_iter(match=own.p + "*", count=1000))
+    if keys:
+        own.r.delete(*keys)
 
 
 def test_a_handed_on_job_runs_only_its_next_part_and_counts_that_parts_attempts(
@@ -91,6 +108,49 @@ def test_a_job_cancelled_during_its_teacher_part_is_not_handed_on(store: Any, qu
     store.request_cancel(queued_job)
     assert store.hand_off(queued_job, 1, "student") is None
     assert store.get_job(queued_job).status == "running"  # the worker then ends it cancelled
+
+
+def test_a_hand_off_is_noted_until_sent_and_a_note_left_unsent_is_taken_by_one_sweeper(unswept: Any) -> None:
+    store, handoffs = unswept, unswept.p + "handoffs"
+    job_id = new_job(store)
+    store.claim_job(job_id, "gpu@a", "teacher")
+    assert store.hand_off(job_id, 1, "student") is not None
+    assert store.r.zscore(handoffs, job_id) is not None  # noted with the hand-off, in its transaction
+    assert store.unsent_handoffs(older_than_s=60) == []  # its sender may still be sending
+    store.handoff_sent(job_id)
+    assert store.r.zscore(handoffs, job_id) is None  # sent, and said so: nothing for a sweep
+    store.r.zadd(handoffs, {job_id: time.time() - 120})  # as if its sender had died before the send
+    assert store.unsent_handoffs(older_than_s=60) == [(job_id, "student")]
+    assert store.unsent_handoffs(older_than_s=60) == []  # renewed by the sweeper that took it
+    store.r.zadd(handoffs, {job_id: time.time() - 120})
+    store.claim_job(job_id, "cpu@b", "student")  # a delivery got through after all
+    assert store.unsent_handoffs(older_than_s=60) == [] and store.r.zscore(handoffs, job_id) is None
+
+
+def test_a_student_part_whose_sender_died_before_sending_is_sent_again_by_the_sweep_and_runs(
+    scaled: dict[str, Any]
+) -> None:
+    """A teacher part's worker that recorded the hand-off and died before sending the student part's task:
+    the job is queued with no message on any queue. A worker's sweep sends it, and the cpu worker takes it
+    (and fails it at once: the job's dataset has no files)."""
+    store, dead = scaled["store"], "gpu-gone@nowhere"
+    job_id = new_job(store)
+    store.claim_job(job_id, dead, "teacher")
+    store.hand_off(job_id, 1, "student")
+    assert store.r.llen(store.p + scaled["env"]["TAGDISTILL_CPU_QUEUE"]) == 0  # no message: nothing runs it
+    # the note as old as a silent worker's heartbeat: the sweep's bound, without waiting it out
+    store.r.zadd(store.p + "handoffs", {job_id: time.time() - HEARTBEAT_TIMEOUT_S})
+
+    def claimed() -> dict[str, Any] | None:
+        statuses = [e.data for e in store.events(job_id) if e.type == "status"]
+        return next((s for s in statuses[2:] if s["status"] == "running"), None)
+
+    running = wait_for(claimed, 120, "a worker to claim the student part")
+    (cpu,) = (name for name in scaled["workers"] if "-cpu" in name)
+    assert running["worker"] == cpu and store.get_job(job_id).part == "student"
+    assert store.r.zscore(store.p + "handoffs", job_id) is None
+    logs = "".join((scaled["logs"] / f"worker-{n}.log").read_text() for n in ("gpu", "cpu1"))
+    assert "job part sent again: its hand-off was recorded but never said sent" in logs
 
 
 def _worker(stack: dict[str, Any], name: str, queues: str) -> str:

@@ -106,6 +106,8 @@ def tag_chunk(self: Any, batch_id: str, index: int) -> dict[str, Any]:
                     f.write(result_line(result))
                     words += len(result["tokens"])
         artifacts.push(target)
+    except NotFound:  # cancelled, then deleted (DELETE /batch-jobs/{id}), while this chunk started
+        return {"chunk": index, "ran": False}
     except SoftTimeLimitExceeded:
         limit = get_settings().job_time_limit_s
         retrying(batches.fail, batch_id, f"chunk {index}: time limit of {limit} s exceeded")
@@ -120,7 +122,11 @@ def tag_chunk(self: Any, batch_id: str, index: int) -> dict[str, Any]:
             artifacts.local(source).unlink(missing_ok=True)
             artifacts.local(target).unlink(missing_ok=True)
     seconds = time.monotonic() - started
-    if not retrying(batches.chunk_done, batch_id, index, attempt, worker, len(items), words, seconds):
+    try:
+        recorded = retrying(batches.chunk_done, batch_id, index, attempt, worker, len(items), words, seconds)
+    except NotFound:  # cancelled and deleted while this chunk ran: its file must not outlive the record
+        recorded = False
+    if not recorded:
         artifacts.delete(target)  # another attempt finished it first, or the batch ended
         return {"chunk": index, "ran": True, "recorded": False}
     log.info("chunk tagged", extra={"batch_id": batch_id, "chunk": index, "sentences": len(items),
@@ -141,7 +147,10 @@ def _merge_if_sent_again(batches: Batches, batch_id: str) -> None:
 def merge_batch(self: Any, _results: list[Any], batch_id: str) -> dict[str, Any]:
     """The chord's last step: the chunks' outputs, in order, as one file; the batch then succeeds."""
     batches, artifacts = _batches(), get_settings().artifacts
-    batch = batches.get(batch_id)
+    try:
+        batch = batches.get(batch_id)
+    except NotFound:  # cancelled, then deleted
+        return {"batch_id": batch_id, "merged": False}
     if batch.status != "running":  # cancelled, failed, or merged by an earlier delivery
         return {"batch_id": batch_id, "merged": False}
     if batch.chunks_done < batch.chunks:
@@ -155,7 +164,11 @@ def merge_batch(self: Any, _results: list[Any], batch_id: str) -> dict[str, Any]
             with artifacts.open(chunk_output_path(batch_id, index, attempts[index]), "rb") as part:
                 shutil.copyfileobj(part, out, 1 << 20)
         size = out.tell()
-    if not retrying(batches.succeed, batch_id, target, size):
+    try:
+        merged = retrying(batches.succeed, batch_id, target, size)
+    except NotFound:  # cancelled and deleted meanwhile
+        merged = False
+    if not merged:
         artifacts.delete(target)  # cancelled meanwhile, or another delivery of the merge ended it
         return {"batch_id": batch_id, "merged": False}
     for part in ("input", "output"):  # the chunks are in the merged file now

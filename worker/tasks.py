@@ -129,6 +129,7 @@ def hand_over(store: Store, job: Job) -> str:
         enqueue_job(celery_app, job.id, settings.stage_queues["student"], "student")
     except Exception as exc:  # nothing would ever run it: fail it rather than leave it queued
         return store.finish_job(job.id, "failed", error=f"could not be queued: {exc}").status
+    retrying(store.handoff_sent, job.id)  # else the sweep sends it again (worker/sweep.py)
     return "queued"
 
 

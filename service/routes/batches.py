@@ -130,6 +130,15 @@ def cancel_batch_job(batch_id: str, store: StoreDep, caller: CallerDep) -> Batch
     return Batches(store).cancel(batch_id, caller.only)
 
 
+@router.delete("/{batch_id}", status_code=204)
+def delete_batch_job(batch_id: str, store: StoreDep, settings: SettingsDep, caller: CallerDep) -> Response:
+    """Delete an ended batch job: its record and its files (the output) in the store. 409 while it is queued
+    or running: cancel it first (POST /batch-jobs/{id}/cancel)."""
+    Batches(store).delete(batch_id, settings.artifacts, caller.only)
+    log.info("batch job deleted", extra={"batch_id": batch_id})
+    return Response(status_code=204)
+
+
 @router.get(
     "/{batch_id}/output",
     response_class=StreamingResponse,
