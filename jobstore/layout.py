@@ -5,6 +5,7 @@ different places (see docs/DEPLOY.md, "Several machines") agree on them::
 
     datasets/<dataset id>/train.conll ...   uploaded files, under names the service chooses
     jobs/<job id>/                          a job's work_dir (teacher/, student/, report.json)
+    teachers/<teacher id>/                  an uploaded teacher folder (POST /teachers, jobstore/teachers.py)
     tmp/                                    uploads being validated
     shared/                                 files an operator puts there for every API key
                                             (word vectors, teachers); the service never writes it
@@ -19,13 +20,14 @@ from pathlib import Path
 
 from jobstore.artifacts import ArtifactStore
 from jobstore.records import Dataset
-from tagdistill.config import DEFAULT_TEACHER, GLOVE_6B_50D, DataFiles, JobConfig
+from tagdistill.config import DEFAULT_TEACHER, GLOVE_6B_50D, DataFiles, JobConfig, TeacherMember
 
 # "bert-base-cased", "org/model-v1.2": a Hugging Face model name (fetched when the job runs)
 HUB_NAME = re.compile(r"[A-Za-z0-9][\w.-]{0,95}(/[A-Za-z0-9][\w.-]{0,95})?")
 
 
-MayUse = Callable[[tuple[str, str]], bool]  # ("job" | "dataset", id) -> whether the caller may use its files
+# ("job" | "dataset" | "teacher", id) -> whether the caller may use its files
+MayUse = Callable[[tuple[str, str]], bool]
 
 
 class PathError(ValueError):
@@ -69,6 +71,9 @@ class DataDir:
     def job(self, job_id: str) -> Path:
         return self.root / "jobs" / job_id
 
+    def teacher(self, teacher_id: str) -> Path:
+        return self.root / "teachers" / teacher_id
+
     def tmp(self) -> Path:
         path = self.root / "tmp"
         path.mkdir(parents=True, exist_ok=True)
@@ -94,10 +99,11 @@ class DataDir:
 
     def record_of(self, path: Path) -> tuple[str, str] | None:
         """Which record's folder holds ``path`` (absolute, inside the directory): ("job", id),
-        ("dataset", id), ("shared", "") for ``shared/``, or None for anywhere else."""
+        ("dataset", id), ("teacher", id), ("shared", "") for ``shared/``, or None for anywhere else."""
         parts = path.relative_to(self.root).parts
-        if len(parts) >= 2 and parts[0] in ("jobs", "datasets"):
-            return ("job" if parts[0] == "jobs" else "dataset"), parts[1]
+        kinds = {"jobs": "job", "datasets": "dataset", "teachers": "teacher"}
+        if len(parts) >= 2 and parts[0] in kinds:
+            return kinds[parts[0]], parts[1]
         if parts and parts[0] == "shared":
             return "shared", ""
         return None
@@ -116,11 +122,12 @@ class DataDir:
         - ``teacher.path``, ``student.embeddings``: a path in the data directory (relative to it).
         - ``teacher.base_model``: "minilm"; a folder in the data directory; an absolute folder under one of
           ``model_roots`` (set by an admin); or else a Hugging Face model name, loaded when the job runs.
+        - ``teacher.ensemble``: each member's ``path`` and ``base_model``, as the teacher's own.
 
         With ``may_use`` (a caller's API key), a path in the data directory must lie in ``shared/`` or in a
-        job or dataset for whose ("job" | "dataset", id) ``may_use`` is True. A path that is missing and one
-        that is someone else's get the same answer, so no one learns another owner's ids; messages repeat
-        what the user gave, never a server path. PathError names the field.
+        job, dataset or uploaded teacher for whose ("job" | "dataset" | "teacher", id) ``may_use`` is True.
+        A path that is missing and one that is someone else's get the same answer, so no one learns another
+        owner's ids; messages repeat what the user gave, never a server path. PathError names the field.
         """
         if cfg.data is not None:
             msg = "the service runs on uploaded datasets: POST /datasets, then give dataset_id"
@@ -133,7 +140,20 @@ class DataDir:
             student = student.model_copy(update={"embeddings": str(path)})
         if teacher.base_model != DEFAULT_TEACHER:
             teacher = teacher.model_copy(update={"base_model": self._base_model(teacher.base_model, may_use)})
+        if teacher.ensemble:
+            members = enumerate(teacher.ensemble)
+            teacher = teacher.model_copy(
+                update={"ensemble": [self._member(f"teacher.ensemble.{i}", m, may_use) for i, m in members]}
+            )
         return cfg.model_copy(update={"teacher": teacher, "student": student})
+
+    def _member(self, field: str, member: TeacherMember, may_use: MayUse | None) -> TeacherMember:
+        if member.path is not None:
+            return member.model_copy(update={"path": self._usable(f"{field}.path", member.path, may_use)})
+        if member.base_model not in (None, DEFAULT_TEACHER):
+            base = self._base_model(member.base_model, may_use, f"{field}.base_model")
+            return member.model_copy(update={"base_model": base})
+        return member
 
     def _usable(self, field: str, value: str | Path, may_use: MayUse | None) -> Path:
         try:
@@ -146,24 +166,24 @@ class DataDir:
             raise PathError(field, f"{value} does not exist in your jobs, your datasets or shared/")
         return path
 
-    def _base_model(self, base: str, may_use: MayUse | None) -> str:
+    def _base_model(self, base: str, may_use: MayUse | None, field: str = "teacher.base_model") -> str:
         if os.path.isabs(base) and not self.inside(base):
             real = os.path.realpath(base)
             if any(Path(real).is_relative_to(root) for root in self.model_roots) and os.path.isdir(real):
                 return real
             raise PathError(
-                "teacher.base_model", f"{base} is not a folder the service may load models from: put it in "
+                field, f"{base} is not a folder the service may load models from: put it in "
                 "shared/ of the data directory, or ask an admin to add its folder to TAGDISTILL_MODEL_ROOTS",
             )
         try:
-            return str(self._usable("teacher.base_model", base, may_use))
+            return str(self._usable(field, base, may_use))
         except PathError:
             # never read a name in the service's own folders as a Hugging Face name (the worker would find it)
             top = Path(base).parts[0] if Path(base).parts else ""
-            ours = self.inside(base) or top in ("jobs", "datasets", "shared", "tmp")
+            ours = self.inside(base) or top in ("jobs", "datasets", "teachers", "shared", "tmp")
             if ours or not HUB_NAME.fullmatch(base) or ".." in base:
                 raise PathError(
-                    "teacher.base_model",
+                    field,
                     f'{base!r} is not "minilm", a Hugging Face model name, or a folder in your jobs, your '
                     "datasets or shared/",
                 ) from None

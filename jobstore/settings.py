@@ -48,6 +48,8 @@ class Settings(BaseSettings):
     admin_keys: SecretStr = SecretStr("")  # "name:key" or "key": these keys see every record
     redis_timeout_s: float = Field(10.0, gt=0)  # a Redis call slower than this is a 503, not a hang
     max_upload_mb: float = Field(200, gt=0)  # limit on one dataset upload, all files together (413 above)
+    # limit on one teacher archive (POST /teachers; 413 above) and on its files unpacked (422 above)
+    max_teacher_upload_mb: float = Field(2048, gt=0)
     max_entity_types: int = Field(500, ge=1)  # entity types of one dataset (an upload with more is a 422)
     max_predict_inputs: int = Field(256, ge=1)  # texts or token lists per POST /predict
     max_predict_chars: int = Field(20_000, ge=1)  # characters per text (or per joined token list)
@@ -132,6 +134,10 @@ class Settings(BaseSettings):
     @property
     def max_upload_bytes(self) -> int:
         return int(self.max_upload_mb * 1024 * 1024)
+
+    @property
+    def max_teacher_upload_bytes(self) -> int:
+        return int(self.max_teacher_upload_mb * 1024 * 1024)
 
     @property
     def max_batch_upload_bytes(self) -> int:

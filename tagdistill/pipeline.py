@@ -3,8 +3,10 @@
 Folder layout of a job (``work_dir``)::
 
     teacher/                    the fine-tuned teacher (absent when an existing one is reused)
+    teachers/<i>/               with teacher.ensemble: member i when it is fine-tuned here
     teacher_logits.safetensors  the teacher's word-level logits on train and unlabeled, computed once,
-                                keyed by a hash of the teacher's weights and of the sentences
+                                keyed by a hash of the teacher's weights and of the sentences (an
+                                ensemble's: its members' averaged log-probabilities, tagdistill.ensemble)
     checkpoints/                the last dev check of teacher/ and student training (tagdistill.checkpoint),
                                 so a job run again in the same folder resumes; removed when the job ends
     distilled/                  the student trained with the teacher (KD modes with the baseline on)
@@ -38,13 +40,14 @@ from tagdistill.analysis import analyse
 from tagdistill.checkpoint import fingerprint
 from tagdistill.config import DataFiles, JobConfig
 from tagdistill.data import Dataset, Sentence, load_dataset
+from tagdistill.ensemble import Ensemble, WordTeacher, label_order, load_member
 from tagdistill.export import INT8_FILE, OnnxStudent, export_student
 from tagdistill.finetune import train_teacher
 from tagdistill.progress import Progress
 from tagdistill.pseudo import pseudo_labels
 from tagdistill.report import gain, model_entry, scores, speeds, weak_types
 from tagdistill.schemes import label_index
-from tagdistill.tagger import student_predict
+from tagdistill.tagger import model_folder, student_predict
 from tagdistill.teacher import Teacher
 from tagdistill.train import Example, resolve_device, set_seed, train_student
 
@@ -64,7 +67,6 @@ def run_job(
     timings: dict[str, float] = {}
 
     t0 = time.perf_counter()
-    teacher_dir = Path(cfg.teacher.path or work_dir / "teacher")
     teacher = obtain_teacher(cfg, data, work_dir, device, progress)
     timings["teacher"] = time.perf_counter() - t0
 
@@ -108,7 +110,7 @@ def run_job(
     timings["baseline"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    report, predicted = evaluate(teacher, teacher_dir, trained, data, progress)
+    report, predicted = evaluate(teacher, teacher_folders(cfg, work_dir), trained, data, progress)
     if compare:
         report["distillation_gain"] = gain(report["distilled"], report["baseline"])
         report["served"] = choose_served(report)
@@ -186,10 +188,13 @@ def export_served(folder: Path, data: Dataset, progress: Progress) -> tuple[dict
 
 def obtain_teacher(
     cfg: JobConfig, data: Dataset, work_dir: Path, device: torch.device, progress: Progress
-) -> Teacher:
-    """Reuse ``cfg.teacher.path`` when given (its labels must match), else fine-tune one."""
+) -> Teacher | Ensemble:
+    """Reuse ``cfg.teacher.path`` when given (its labels must match), else fine-tune one; with
+    ``cfg.teacher.ensemble``, each member (``obtain_ensemble``)."""
+    if cfg.teacher.ensemble:
+        return obtain_ensemble(cfg, data, work_dir, device, progress)
     if cfg.teacher.path is not None:
-        teacher = Teacher.load(cfg.teacher.path, device)
+        teacher = Teacher.load(cfg.teacher.path, device, labels=data.labels)
         if teacher.labels != data.labels:
             raise ValueError(
                 f"teacher {cfg.teacher.path} was trained on labels {teacher.labels}, "
@@ -204,8 +209,50 @@ def obtain_teacher(
     )
 
 
+def obtain_ensemble(
+    cfg: JobConfig, data: Dataset, work_dir: Path, device: torch.device, progress: Progress
+) -> Ensemble:
+    """The members of ``cfg.teacher.ensemble``: existing folders loaded first (a member with other labels
+    fails before any training, naming it; its label order may differ), then the others fine-tuned in turn into
+    ``teachers/<i>/``, each with the teacher's settings, its base model and its seed."""
+    members: dict[int, WordTeacher] = {}
+    specs = cfg.teacher.members(cfg.seed)
+    names = [f"teacher.ensemble[{i}]" + (f" ({m.path})" if m.path else "") for i, m in enumerate(specs)]
+    for i, spec in enumerate(specs):
+        if spec.path is not None:
+            try:
+                members[i] = load_member(spec.path, device, data.labels)
+            except ValueError as exc:  # a folder that does not load, or a teacher with other labels
+                raise ValueError(f"{names[i]}: {exc}") from exc
+            label_order(members[i].labels, data.labels, names[i])
+    folders = teacher_folders(cfg, work_dir)
+    for i, spec in enumerate(specs):
+        if spec.path is not None:
+            progress.stage("teacher", 0)
+            progress.log(f"teacher {i + 1} of {len(specs)}: reusing {spec.path}")
+            continue
+        progress.log(f"teacher {i + 1} of {len(specs)}: fine-tuning {spec.base_model} with seed {spec.seed}")
+        settings = cfg.teacher.model_copy(update={"base_model": spec.base_model, "ensemble": []})
+        members[i] = train_teacher(
+            settings, data.train, data.dev, data.labels, folders[i], device, progress, spec.seed,
+            work_dir / "checkpoints" / f"teacher_{i}",
+        )
+    return Ensemble([members[i] for i in range(len(specs))], data.labels, names)
+
+
+def teacher_folders(cfg: JobConfig, work_dir: Path) -> list[Path]:
+    """The folder of the job's teacher, or of each member of its ensemble (the first is the one that
+    ``/predict`` loads as the job's teacher)."""
+    if not cfg.teacher.ensemble:
+        return [Path(cfg.teacher.path or work_dir / "teacher")]
+    return [
+        model_folder(m.path) if m.path is not None else work_dir / "teachers" / str(i)
+        for i, m in enumerate(cfg.teacher.ensemble)
+    ]
+
+
 def label_with_teacher(
-    cfg: JobConfig, teacher: Teacher, data: Dataset, work_dir: Path, progress: Progress
+    cfg: JobConfig, teacher: WordTeacher, data: Dataset, work_dir: Path, progress: Progress
 ) -> tuple[list[Example], list[Example]]:
     """The student's examples: gold tags plus the teacher's cached logits (and pseudo-labels)."""
     label_id = label_index(data.labels)
@@ -226,13 +273,14 @@ def label_with_teacher(
 
 
 def cached_logits(
-    teacher: Teacher, sentences: list[Sentence], cfg: JobConfig, work_dir: Path, progress: Progress
+    teacher: WordTeacher, sentences: list[Sentence], cfg: JobConfig, work_dir: Path, progress: Progress
 ) -> list[torch.Tensor]:
     """The teacher's word-level logits, computed once and kept in ``teacher_logits.safetensors``.
 
     A stored file is used only when it came from the same teacher (a hash of its weights, labels and
     window settings, ``Teacher.digest``) and the same sentences (a hash of their tokens): a teacher
-    retrained into the same folder, or other data, computes them afresh.
+    retrained into the same folder, or other data, computes them afresh. An ensemble's members each
+    take a pass, in one stage.
     """
     path = work_dir / "teacher_logits.safetensors"
     lengths = [len(s.tokens) for s in sentences]
@@ -242,35 +290,52 @@ def cached_logits(
             if f.metadata() == source:
                 progress.stage("labeling", 0)
                 return list(torch.split(f.get_tensor("logits"), lengths))
-    progress.stage("labeling", -(-len(sentences) // cfg.teacher.eval_batch_size))
-    logits = teacher.word_logits([s.tokens for s in sentences], cfg.teacher.eval_batch_size, progress)
+    batch_size = cfg.teacher.eval_batch_size
+    if isinstance(teacher, Ensemble):
+        progress.stage("labeling", teacher.passes(len(sentences), batch_size))
+    else:
+        progress.stage("labeling", -(-len(sentences) // batch_size))
+    logits = teacher.word_logits([s.tokens for s in sentences], batch_size, progress)
     save_file({"logits": torch.cat(logits).contiguous()}, str(path), source)
     return logits
 
 
 def evaluate(
-    teacher: Teacher,
-    teacher_dir: Path,
+    teacher: WordTeacher,
+    teacher_dirs: list[Path],
     students: dict[str, tuple[torch.nn.Module, Path]],
     data: Dataset,
     progress: Progress,
 ) -> tuple[dict[str, Any], dict[str, dict[str, list[list[str]]]]]:
     """Every model's entry (``report.model_entry``): F1 on dev and test, size, and words/s measured side by
-    side (``report.speeds``), and its predicted tags per split. One progress step per model and per
+    side (``report.speeds``), and its predicted tags per split. An ensemble is the teacher (its size: its
+    members'; its speed: all of them tagging in turn, what the student replaces), and the teacher's
+    ``members`` list each member's scores, parameters and size. One progress step per model, member and
     round of speeds."""
     splits = {"dev": data.dev, **({"test": data.test} if data.test else {})}
     timed = [s.tokens for s in (data.test or data.dev)]  # file order: a fair sample
     rounds = 3
-    progress.stage("evaluating", 1 + len(students) + rounds)
+    members = teacher.members if isinstance(teacher, Ensemble) else []
+    progress.stage("evaluating", 1 + len(students) + rounds + len(members))
     predicts = {"teacher": lambda b: teacher.predict(b, batch_size=32)} | {
         name: lambda b, m=model: student_predict(m, b, batch_size=32) for name, (model, _) in students.items()
     }
     predicted: dict[str, dict[str, list[list[str]]]] = {name: {} for name in predicts}
-    models = {"teacher": (teacher.model, teacher_dir), **students}
+    models: dict[str, tuple[torch.nn.Module, Path | list[Path]]] = {
+        "teacher": (teacher.model, teacher_dirs if members else teacher_dirs[0]), **students
+    }
     report = {}
     for name, (model, folder) in models.items():
         report[name] = model_entry(predicts[name], model, folder, splits, predicted[name])
         progress.step(1)
+    if members:
+        report["teacher"]["members"] = []
+        for i, (member, folder) in enumerate(zip(members, teacher_dirs, strict=True)):
+            entry = model_entry(lambda b, m=member: m.predict(b, batch_size=32), member.model, folder, splits)
+            report["teacher"]["members"].append({"member": i, **entry})
+            progress.step(1)
+        each = ", ".join(f"{m['dev']['f1']:.4f}" for m in report["teacher"]["members"])
+        progress.log(f"teacher dev F1: ensemble {report['teacher']['dev']['f1']:.4f}, members {each}")
     for name, measured in speeds(predicts, timed, rounds, on_round=lambda: progress.step(1)).items():
         report[name]["words_per_second"] = measured
     return report, predicted

@@ -57,16 +57,18 @@ def speeds(
 def model_entry(
     predict: Predict,
     model: torch.nn.Module,
-    folder: Path,
+    folder: Path | list[Path],
     splits: dict[str, Sequence[Sentence]],
     predicted: dict[str, list[list[str]]] | None = None,
 ) -> dict[str, Any]:
     """One model's part of a report but its speeds (``speeds``, measured beside the others): scores per
-    split, parameters and bytes on disk; ``predicted`` as for ``scores``."""
+    split, parameters and bytes on disk (of a teacher ensemble: its members' folders together);
+    ``predicted`` as for ``scores``."""
+    folders = folder if isinstance(folder, list) else [folder]
     return {
         **scores(predict, splits, predicted),
         "parameters": count_parameters(model),
-        "bytes_on_disk": bytes_on_disk(folder),
+        "bytes_on_disk": sum(bytes_on_disk(f) for f in folders),
     }
 
 

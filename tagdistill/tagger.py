@@ -165,12 +165,17 @@ class Tagger:
         torch's thread count).
         """
         path = model_folder(path)
-        meta = read_meta(path)
+        # a Hugging Face folder without tagdistill.json: a teacher fine-tuned elsewhere (tagdistill.foreign)
+        foreign = not (path / META_FILE).is_file() and (path / "config.json").is_file()
+        meta = {"kind": "teacher"} if foreign else read_meta(path)
         if meta.get("kind") == "teacher":
             from tagdistill.teacher import Teacher  # transformers is slow to import: only when needed
 
             teacher = Teacher.load(path, torch.device(device))
-            onnx = open_runtime(path, runtime, device, lambda f: OnnxTeacher(teacher, f, threads), int8=False)
+            # such a folder's own model.onnx is never run: its outputs would not be read in IOB2
+            onnx = None if foreign else open_runtime(
+                path, runtime, device, lambda f: OnnxTeacher(teacher, f, threads), int8=False
+            )
             return cls("teacher", teacher, teacher.labels, meta, path, onnx)
         model = load_student(path, device)
         onnx = open_runtime(path, runtime, device, lambda f: OnnxStudent(f, model.vocab, threads))

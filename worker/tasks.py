@@ -168,7 +168,8 @@ def job_inputs(store: Store, data: DataDir, job: Job) -> tuple[JobConfig, DataFi
     """The job's config with paths made absolute on this machine, and its dataset's files; every one of
     them (and the job folder, from an earlier part or attempt) in this machine's cache."""
     cfg = data.resolve_paths(job.config)  # the API checked ownership when the job was submitted
-    named = [cfg.teacher.path, cfg.student.embeddings, cfg.teacher.base_model]
+    named = [cfg.teacher.path, cfg.student.embeddings, cfg.teacher.base_model,
+             *(m.path or m.base_model for m in cfg.teacher.ensemble)]
     for path in [data.dataset(job.dataset_id), *(Path(p) for p in named if p is not None)]:
         if path.is_absolute() and path.is_relative_to(data.root):
             data.artifacts.pull(data.relative(path))
@@ -179,9 +180,10 @@ def job_inputs(store: Store, data: DataDir, job: Job) -> tuple[JobConfig, DataFi
 def model_record(store: Store, data: DataDir, job: Job, cfg: JobConfig, report: dict[str, Any]) -> Model:
     """The model a succeeded run registers (with its job's end, in one transaction: ``Store.finish_job``)."""
     from tagdistill.meta import read_meta
+    from tagdistill.pipeline import teacher_folders
 
     student_dir = data.job(job.id) / "student"
-    teacher_dir = cfg.teacher.path or data.job(job.id) / "teacher"
+    teacher_dir = teacher_folders(cfg, data.job(job.id))[0]  # an ensemble's first member
     return Model(
         id=store.new_id("mdl"), job_id=job.id, dataset_id=job.dataset_id, owner=job.owner,
         created_at=utcnow(),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Annotated
 
 import anyio
@@ -11,10 +12,11 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from sse_starlette import EventSourceResponse
 
 from jobstore.broker import enqueue_job
-from jobstore.layout import PathError
+from jobstore.layout import DataDir, PathError
 from jobstore.limits import LimitError, check_limits
 from jobstore.records import TERMINAL, Event, JobStatus, JobView
 from jobstore.store import NotFound, Store
+from jobstore.teachers import Teachers
 from service.auth import CallerDep
 from service.bodies import JobList, JobSubmission, Relabel
 from service.deps import CeleryDep, DataDirDep, PageDep, SettingsDep, StoreDep
@@ -22,7 +24,8 @@ from service.errors import ApiError, invalid
 from service.filters import MatchDep
 from service.hub import check_base_model
 from tagdistill.checkpoint import fingerprint
-from tagdistill.config import DEFAULT_TEACHER
+from tagdistill.config import DEFAULT_TEACHER, JobConfig
+from tagdistill.foreign import LabelMismatch, teacher_label_mapping
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 log = logging.getLogger("tagdistill.api")
@@ -45,17 +48,22 @@ def create_job(
 ) -> JobView:
     """Start a job; 202 with the queued job. Only dataset_id is required."""
     cfg = body.job_config()
-    may_use = None if caller.only is None else lambda record: store.owns(*record, caller.only)
+    may_use = None if caller.only is None else lambda record: _owns(store, record, caller.only)
     try:
-        store.get_dataset(cfg.dataset_id, caller.only)  # someone else's is unknown, as in GET
+        ds = store.get_dataset(cfg.dataset_id, caller.only)  # someone else's is unknown, as in GET
         resolved = data.resolve_paths(cfg, may_use)
         check_limits(cfg, settings, store.live_workers(settings.heartbeat_timeout_s))
-        if cfg.teacher.path is None and cfg.teacher.base_model != DEFAULT_TEACHER:  # "minilm" ships with us
-            if data.inside(resolved.teacher.base_model):  # a folder of ours: its config, from the store
-                data.fetch(f"{resolved.teacher.base_model}/config.json")
-            check_base_model(cfg.teacher.base_model, resolved.teacher.base_model, data.redact)
+        for field, folder in _teacher_folders(resolved):
+            _check_teacher_labels(data, field, folder, ds.stats.get("labels"))
+        for field, given, source in _base_models(cfg, resolved):
+            if given != DEFAULT_TEACHER:  # "minilm" ships with us
+                if data.inside(source):  # a folder of ours: its config, from the store
+                    data.fetch(f"{source}/config.json")
+                check_base_model(given, source, data.redact, field)
     except (PathError, LimitError) as exc:
         raise invalid(["body", *exc.field.split(".")], str(exc)) from None
+    except TeacherLabels as exc:
+        raise invalid(["body", *exc.field.split(".")], str(exc), "label_mismatch") from None
     except NotFound as exc:
         raise invalid(["body", "dataset_id"], str(exc)) from None
     try:
@@ -77,6 +85,56 @@ def create_job(
         response.headers["Idempotent-Replayed"] = "true"
     response.headers["Location"] = f"/jobs/{job.id}"
     return job
+
+
+def _base_models(cfg: JobConfig, resolved: JobConfig) -> list[tuple[str, str, str]]:
+    """(field, base model as given, as resolved) of each teacher the job fine-tunes: the teacher's, and an
+    ensemble's members' own."""
+    teacher = ("teacher.base_model", cfg.teacher.base_model, resolved.teacher.base_model)
+    found = [] if cfg.teacher.path else [teacher]
+    for i, (member, local) in enumerate(zip(cfg.teacher.ensemble, resolved.teacher.ensemble, strict=True)):
+        if member.base_model is not None and local.base_model is not None:
+            found.append((f"teacher.ensemble.{i}.base_model", member.base_model, local.base_model))
+    return found
+
+
+def _owns(store: Store, record: tuple[str, str], owner: str) -> bool:
+    """Whether the job, dataset or uploaded teacher ``record`` (kind, id) is ``owner``'s."""
+    kind, record_id = record
+    return Teachers(store).owns(record_id, owner) if kind == "teacher" else store.owns(kind, record_id, owner)
+
+
+class TeacherLabels(LabelMismatch):
+    """A teacher folder of the job (``field``: teacher.path or teacher.ensemble.<i>.path) whose labels are
+    not the dataset's."""
+
+    def __init__(self, field: str, given: str, mismatch: LabelMismatch) -> None:
+        super().__init__(mismatch.missing, mismatch.extra)
+        self.field = field
+        self.args = (f"{given}: {mismatch}",)
+
+
+def _teacher_folders(resolved: JobConfig) -> list[tuple[str, Path]]:
+    """(field, folder) of each existing teacher folder the job uses: teacher.path, or ensemble members'."""
+    found = [("teacher.path", resolved.teacher.path)]
+    found += [(f"teacher.ensemble.{i}.path", m.path) for i, m in enumerate(resolved.teacher.ensemble)]
+    return [(field, folder) for field, folder in found if folder is not None]
+
+
+def _check_teacher_labels(data: DataDir, field: str, folder: Path, labels: list[str] | None) -> None:
+    """TeacherLabels when the teacher folder's labels (its config.json's, read in IOB2) are not the
+    dataset's ``labels``; PathError for a config.json that names none. A folder without config.json (a
+    student folder, or one the worker will say what it lacks when it loads it) is not checked here."""
+    given = data.relative(folder)
+    config = data.fetch(f"{given}/config.json")  # from the object store, when there is one
+    if labels is None or not config.is_file():
+        return
+    try:
+        teacher_label_mapping(folder, labels)
+    except LabelMismatch as exc:
+        raise TeacherLabels(field, str(given), exc) from None
+    except ValueError as exc:  # config.json that is not JSON, or without id2label
+        raise PathError(field, f"{given}: {exc}") from None
 
 
 @router.get("", response_model=JobList)
