@@ -43,17 +43,18 @@ def untrained_model(
 ) -> Any:
     """``student`` (a NeuralTagger, untrained: no training needed) saved in ``job_dir/student``, a job folder
     of the data directory, and a model record for it added to ``store``; the record (a Model), with
-    ``fields`` (name, tags, ...) set."""
+    ``fields`` (name, tags, a report's ``teacher``, ``config``, ...) set over the defaults."""
     from jobstore.records import Model, utcnow
     from tagdistill.config import JobConfig
     from tagdistill.tagger import save_student
 
     save_student(student, job_dir / "student")
+    blank = {"teacher": {}, "student": {}, "speedup": {}, "seconds": {},
+             "config": JobConfig(dataset_id=dataset_id)}
     model = Model(
         id=store.new_id("mdl"), job_id=job_dir.name, dataset_id=dataset_id, owner=owner, created_at=utcnow(),
         labels=student.vocab.labels, student_path=f"jobs/{job_dir.name}/student",
-        teacher_path=f"jobs/{job_dir.name}/teacher", teacher={}, student={}, speedup={}, seconds={},
-        device="cpu", config=JobConfig(dataset_id=dataset_id), **fields,
+        teacher_path=f"jobs/{job_dir.name}/teacher", device="cpu", **{**blank, **fields},
     )
     store.add_model(model)
     return model

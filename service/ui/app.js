@@ -1,16 +1,18 @@
-// The dashboard's shell: hash routing (#/datasets, #/jobs, #/jobs/<id>, #/models, #/try), the API
-// key dialog and the service's health in the header.
+// The dashboard's shell: hash routing (#/datasets, #/teachers, #/jobs, #/jobs/<id>, #/models, #/try),
+// the API key dialog and the service's health in the header.
 
 import { api, apiKey } from "./api.js";
 import { datasetsPage } from "./datasets.js";
 import { jobPage } from "./job.js";
 import { jobsPage } from "./jobs.js";
 import { modelsPage } from "./models.js";
+import { teachersPage } from "./teachers.js";
 import { tryPage } from "./try.js";
 import { fill, h } from "./util.js";
 
 const ROUTES = [
   [/^\/datasets$/, datasetsPage, "Datasets", "datasets"],
+  [/^\/teachers$/, teachersPage, "Teachers", "teachers"],
   [/^\/jobs$/, jobsPage, "Jobs", "jobs"],
   [/^\/jobs\/([\w.-]+)$/, jobPage, "Job", "jobs"],
   [/^\/models$/, modelsPage, "Models", "models"],

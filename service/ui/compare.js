@@ -1,5 +1,5 @@
-// Teacher vs student: the per-type F1 table, the size and speed table, and what distillation bought
-// against the same student trained alone (job and model pages).
+// Teacher vs student: the per-type F1 table, the size and speed table, what distillation bought
+// against the same student trained alone, and a teacher ensemble's members (job and model pages).
 
 import { fmtBytes, fmtF1, fmtInt, fmtRatio, h } from "./util.js";
 
@@ -87,16 +87,65 @@ function speedConditions(result) {
     + "batch 32: length-sorted batches)";
 }
 
+/** The teacher ensemble's members in the report (teacher.members), [] for one teacher. */
+export function teacherMembers(result) {
+  return Array.isArray(result.teacher?.members) ? result.teacher.members : [];
+}
+
+/** What member `i` of `config`'s teacher ensemble is: its folder, or the model and seed it was fine-tuned from
+ * (their defaults as tagdistill/config.py's TeacherConfig.members fills them in). */
+function memberSource(config, i) {
+  const spec = config?.teacher?.ensemble?.[i];
+  if (!spec) return "–";
+  if (spec.path) return h("code", {}, spec.path);
+  const seed = spec.seed ?? (typeof config.seed === "number" ? config.seed + i : null);
+  return `${spec.base_model || config.teacher.base_model}${seed === null ? "" : `, seed ${seed}`}`;
+}
+
+/** A teacher ensemble: each member's F1 on dev and test, parameters and size, above the ensemble's own row;
+ * null for one teacher. `result` is a model record (its config says what each member is). */
+export function membersTable(result) {
+  const members = teacherMembers(result);
+  if (!members.length) return null;
+  const t = result.teacher;
+  const splits = ["dev", ...(t.test ? ["test"] : [])];
+  const row = (name, what, entry, isTotal) => h(
+    "tr", { class: isTotal ? "total" : null, dataset: isTotal ? null : { member: String(entry.member) } },
+    h("th", { scope: "row" }, name),
+    h("td", { class: "member-source" }, what),
+    splits.map((split) => h("td", { class: "num" }, fmtF1(entry[split]?.f1))),
+    h("td", { class: "num" }, fmtInt(entry.parameters)),
+    h("td", { class: "num" }, fmtBytes(entry.bytes_on_disk)),
+  );
+  return h(
+    "div", { class: "table-wrap members" },
+    h(
+      "table", { class: "members-table" },
+      h("caption", {}, `Teacher: ensemble of ${members.length}`,
+        h("span", { class: "muted small caption-note" },
+          " (the student learnt from their averaged word log-probabilities: the Teacher columns above are the ensemble)")),
+      h("thead", {}, h("tr", {},
+        h("th", { scope: "col" }, "Member"), h("th", { scope: "col" }, "What it is"),
+        splits.map((split) => h("th", { scope: "col", class: "num" }, `F1 ${split} (%)`)),
+        h("th", { scope: "col", class: "num" }, "Parameters"), h("th", { scope: "col", class: "num" }, "Size on disk"))),
+      h("tbody", {},
+        members.map((m) => row(`#${m.member}`, memberSource(result.config, m.member), m, false)),
+        row("Ensemble", "all of them", t, true)),
+    ),
+  );
+}
+
 /** Headline figures: student F1 vs teacher F1 and the batch-1 speedup. */
 export function headline(result) {
   const split = reportSplit(result.teacher);
+  const members = teacherMembers(result).length;
   const figure = (label, value, note) =>
     h("div", { class: "figure" }, h("span", { class: "figure-value" }, value), h("span", { class: "figure-label" }, label),
       note ? h("span", { class: "figure-note" }, note) : null);
   return h(
     "div", { class: "figures" },
     figure(`student F1 (${split})`, fmtF1(result.student?.[split]?.f1)),
-    figure(`teacher F1 (${split})`, fmtF1(result.teacher?.[split]?.f1)),
+    figure(`teacher F1 (${split})`, fmtF1(result.teacher?.[split]?.f1), members ? `ensemble of ${members}` : null),
     figure("student speed, batch 1", fmtRatio(result.speedup?.batch_1, "faster", "slower")),
     figure("student size on disk", fmtRatio(
       result.teacher?.bytes_on_disk && result.student?.bytes_on_disk

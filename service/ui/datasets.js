@@ -60,7 +60,7 @@ function datasetCard(ds, onDelete) {
 }
 
 /** Where a 422 belongs: the file field it names, another form field, or the form as a whole. */
-function placeError(form, general, item) {
+export function placeError(form, general, item) {
   const field = item.param;
   const slot = form.querySelector(`[data-error-for="${field}"]`) || general;
   let text = item.message;

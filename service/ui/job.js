@@ -3,7 +3,7 @@
 
 import { api, downloadLink, followEvents } from "./api.js";
 import { analysisPanel } from "./analysis.js";
-import { f1Table, gainPanel, headline, sizeSpeedTable } from "./compare.js";
+import { f1Table, gainPanel, headline, membersTable, sizeSpeedTable } from "./compare.js";
 import {
   STAGES, TERMINAL, fill, fmtSeconds, fmtTime, h, progressBar, secondsBetween, showError, statusBadge, tagBadges,
 } from "./util.js";
@@ -143,6 +143,7 @@ export async function jobPage(main, params, page, jobId) {
       headline(report),
       gainPanel(report),
       h("div", { class: "two-col" }, f1Table(report), sizeSpeedTable(report)),
+      membersTable(report),
       state.analysis ||= analysisPanel(job.model_id, page.signal),
       h("div", { class: "actions" },
         job.model_id ? h("a", { class: "button", href: `#/models?model=${job.model_id}` }, `Model ${job.model_id}`) : null,

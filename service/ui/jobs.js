@@ -11,7 +11,7 @@ const FIELDS = [
   { path: "teacher.base_model", label: "Teacher base model", type: "text", value: "minilm",
     hint: "minilm (bundled), a Hugging Face model name or a local folder" },
   { path: "teacher.path", label: "Reuse a teacher", type: "select", value: "", options: [["", "no: fine-tune a new one"]],
-    hint: "skips teacher training" },
+    hint: "skips teacher training: an uploaded teacher (the Teachers page) or an earlier model's" },
   { path: "teacher.epochs", label: "Teacher epochs", type: "number", value: 2, min: 0 },
   { path: "student.encoder", label: "Student encoder", type: "select", value: "bilstm",
     options: [["bilstm", "BiLSTM"], ["idcnn", "ID-CNN"]] },
@@ -251,7 +251,7 @@ export async function jobsPage(main, params, page) {
     }
   });
 
-  const startOpen = !!params.get("dataset") || params.has("new") || params.has("clone");
+  const startOpen = !!params.get("dataset") || params.has("new") || params.has("clone") || params.has("teacher");
   const cloneNote = h("p", { class: "muted clone-note", role: "status", hidden: true });
   const details = h("details", { class: "start-job", open: startOpen },
     h("summary", {}, h("h2", { id: "start-title" }, "Start a job")), cloneNote, form);
@@ -303,8 +303,9 @@ export async function jobsPage(main, params, page) {
   }
 
   // fill the dataset and teacher choices
-  const [datasets, models, jobs] = await Promise.all([
+  const [datasets, teachers, models, jobs] = await Promise.all([
     api("/datasets?limit=100", { signal: page.signal }).catch(() => ({ items: [] })),
+    api("/teachers?limit=100", { signal: page.signal }).catch(() => ({ items: [] })),
     api("/models?limit=100", { signal: page.signal }).catch(() => ({ items: [] })),
     refresh(),
   ]);
@@ -312,9 +313,16 @@ export async function jobsPage(main, params, page) {
     datasets.items.length ? null : h("option", { value: "" }, "no datasets: upload one first"),
     datasets.items.map((ds) => h("option", { value: ds.id }, `${ds.name || ds.id} (${ds.id})`)));
   if (params.get("dataset")) datasetSelect.value = params.get("dataset");
-  for (const m of models.items) {
-    inputs["teacher.path"].append(h("option", { value: m.teacher_path }, `teacher of ${m.id} (${m.teacher_path})`));
+  const teacherSelect = inputs["teacher.path"];
+  if (teachers.items.length) {
+    teacherSelect.append(h("optgroup", { label: "Uploaded teachers" }, teachers.items.map((t) =>
+      h("option", { value: t.path }, `${t.name || t.id} (${t.path}, ${t.labels.length} labels)`))));
   }
+  if (models.items.length) {
+    teacherSelect.append(h("optgroup", { label: "Teachers of earlier models" }, models.items.map((m) =>
+      h("option", { value: m.teacher_path }, `teacher of ${m.id} (${m.teacher_path})`))));
+  }
+  if (params.get("teacher")) teacherSelect.value = params.get("teacher");
   if (params.get("clone")) await prefill(params.get("clone"));
   if (!jobs.length && !filter.value) details.open = true;
   updatePreview();

@@ -2,7 +2,7 @@
 // tags, and the aliases (production, ...) that point to it, with a way to move one onto it.
 
 import { api, downloadLink } from "./api.js";
-import { f1Table, gainPanel, headline, sizeSpeedTable } from "./compare.js";
+import { f1Table, gainPanel, headline, membersTable, sizeSpeedTable, teacherMembers } from "./compare.js";
 import { fill, fmtSeconds, fmtTime, h, labelFilters, showError, tagBadges } from "./util.js";
 
 /** The aliases on model `m`, each with a button that removes it, and a form that points one at `m`. */
@@ -34,6 +34,13 @@ function aliasBlock(m, aliases, reload) {
     form, error);
 }
 
+/** The model card's words for its teacher: an ensemble, a reused folder, or the model fine-tuned. */
+function teacherText(m) {
+  const members = teacherMembers(m).length || m.config?.teacher?.ensemble?.length;
+  if (members) return `ensemble of ${members}`;
+  return m.config?.teacher?.path ? "reused" : m.config?.teacher?.base_model || "?";
+}
+
 function modelCard(m, open, aliases, reload) {
   const cfg = m.config || {};
   const seconds = Object.entries(m.seconds || {}).filter(([k]) => k !== "total")
@@ -52,12 +59,14 @@ function modelCard(m, open, aliases, reload) {
     gainPanel(m),
     h("p", { class: "muted small" },
       `Student: ${student.encoder || "bilstm"}${student.crf ? " + CRF" : ""}, hidden ${student.hidden ?? "?"}; `,
-      `distillation ${cfg.distill?.mode || "?"}; teacher ${cfg.teacher?.path ? "reused" : cfg.teacher?.base_model || "?"}; `,
+      `distillation ${cfg.distill?.mode || "?"}; teacher ${teacherText(m)}; `,
       `trained on ${m.device}${seconds ? ` in ${fmtSeconds(m.seconds?.total)} (${seconds})` : ""}.`),
     h("details", { open },
       h("summary", {}, "Per-type F1, size and speed"),
       h("div", { class: "two-col" }, f1Table(m), sizeSpeedTable(m)),
-      h("p", { class: "muted small" }, "Teacher folder (reusable as a job's teacher.path): ", h("code", {}, m.teacher_path))),
+      membersTable(m),
+      h("p", { class: "muted small" }, teacherMembers(m).length ? "Folder of the ensemble's first member" : "Teacher folder",
+        " (reusable as a job's teacher.path): ", h("code", {}, m.teacher_path))),
     h("div", { class: "actions" },
       downloadLink(`/models/${m.id}/download`, `${m.id}.tar.gz`, "Download the student (.tar.gz)"),
       downloadLink(`/models/${m.id}/download?which=teacher`, `${m.id}-teacher.tar.gz`, "Download the teacher (.tar.gz)"),
