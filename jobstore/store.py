@@ -16,8 +16,9 @@ only their own fields. Keys, under ``settings.key_prefix`` (``p``)::
     p idem:<owner>:<key>         the same for a job submitted with an API key (keys are per owner)
     p owner:<owner>:datasets     zset   the owner's datasets (likewise :jobs, :jobs:<status>, :models)
     p owner:<owner>:aliases      hash   the owner's aliases
-    p handoffs                   zset   job id -> when its next part was queued (``hand_off``), until its
-                                        task is sent: the outbox the sweep re-sends from
+    p outbox                     zset   job id -> when it was queued (``create_job``, ``hand_off``, a requeue
+                                        of ``reap_stale``), until its task is said sent (``sent``): what
+                                        the sweep sends again (``unsent``; ``worker/sweep.py`` says why)
     p workers                    zset   worker name -> last seen (unix time)
     p worker:<name>              string worker info JSON, expires after heartbeat_timeout_s
 
@@ -273,6 +274,11 @@ class Store:
 
     # jobs
 
+    def _note_unsent(self, pipe: redis.client.Pipeline, job: Job) -> None:
+        """Note in the outbox, in the transaction that queues ``job``, that its task is still to be sent: a
+        process that dies before the send would otherwise leave the job queued with no message."""
+        pipe.zadd(self.p + "outbox", {job.id: time.time()})
+
     def create_job(
         self,
         dataset_id: str,
@@ -285,7 +291,8 @@ class Store:
         name: str | None = None,
         tags: list[str] | None = None,
     ) -> tuple[Job, bool]:
-        """A new queued job, or (with an Idempotency-Key seen before) the job it made; True when new.
+        """A new queued job, or (with an Idempotency-Key seen before) the job it made; True when new. A new
+        one is noted in the outbox: the caller sends its task, then says so with ``sent``.
 
         Idempotency keys are per owner: another owner's key never returns this owner's job. With
         ``max_active``, QuotaExceeded when the owner already has that many jobs queued or running
@@ -323,6 +330,7 @@ class Store:
             if idempotency_key is not None:
                 pipe.set(idem, f"{job.id} {fingerprint}", ex=ttl_s)
             self._event(pipe, job.id, "status", {"status": "queued"})
+            self._note_unsent(pipe, job)
             return job
 
         active = [self._index("jobs", owner, status) for status in ("queued", "running")]
@@ -442,52 +450,43 @@ class Store:
 
     def hand_off(self, job_id: str, attempt: int, part: str) -> Job | None:
         """Put a running job back in the queue for its next ``part``, while ``attempt`` is its current
-        one and no cancel was asked for (the caller then sends the part's task, and says so with
-        ``handoff_sent``); None when it was not (the caller ends a cancelled job; one given up on is
-        another run's).
-
-        The same transaction notes the job in ``handoffs`` (an outbox): a process that dies between
-        this and the send would otherwise leave the job queued with no message, which no sweep of
-        running jobs finds. ``unsent_handoffs`` gives the sweep the notes that stayed."""
+        one and no cancel was asked for; None when it was not (the caller ends a cancelled job; one given
+        up on is another run's). Noted in the outbox in the same transaction, like a new job: the caller
+        sends the part's task, then says so with ``sent``."""
         check = lambda job: job.attempts == attempt and not job.cancel_requested  # noqa: E731
-
-        def note_unsent(pipe: redis.client.Pipeline, _: Job) -> None:
-            pipe.zadd(self.p + "handoffs", {job_id: time.time()})
-
         after, changed = self.transition(
-            job_id, {"running"}, "queued", check=check, note={"part": part}, also=note_unsent, part=part,
-            attempts_before=attempt,
+            job_id, {"running"}, "queued", check=check, note={"part": part}, also=self._note_unsent,
+            part=part, attempts_before=attempt,
         )
         return after if changed else None
 
-    def handoff_sent(self, job_id: str) -> None:
-        """The task of a handed-off job's part is on its queue: the outbox's note goes."""
-        self.r.zrem(self.p + "handoffs", job_id)
+    def sent(self, job_id: str) -> None:
+        """The task of the job's queued part is on its queue: the outbox's note goes."""
+        self.r.zrem(self.p + "outbox", job_id)
 
-    def unsent_handoffs(self, older_than_s: float) -> list[tuple[str, str]]:
-        """(job id, part) of each hand-off noted over ``older_than_s`` ago and never marked sent, whose
-        job is still queued (for the part it names): its sender died before the send (or is that slow;
-        a second message is harmless, the claim lets one delivery run). Each is taken in a transaction that
-        renews the note, so of several sweepers one sends it, and it is sent again after another
-        ``older_than_s`` if that send is lost too. Notes of jobs no longer queued (claimed, cancelled,
-        gone) are dropped."""
-        handoffs, due = self.p + "handoffs", []
-        for job_id in self.r.zrangebyscore(handoffs, "-inf", time.time() - older_than_s):
+    def unsent(self, older_than_s: float) -> list[tuple[str, str]]:
+        """(job id, part) of each job noted in the outbox over ``older_than_s`` ago and never said sent,
+        whose job is still queued: its sender died before the send (or is that slow; a second message is
+        harmless, the claim lets one delivery run). Each is taken in a transaction that renews the note,
+        so of several sweepers one sends it, and it is sent again after another ``older_than_s`` if that
+        send is lost too. Notes of jobs no longer queued (claimed, cancelled, failed, gone) are dropped."""
+        outbox, due = self.p + "outbox", []
+        for job_id in self.r.zrangebyscore(outbox, "-inf", time.time() - older_than_s):
             key = self.p + f"job:{job_id}"
 
             def tx(pipe: redis.client.Pipeline, job_id: str = job_id, key: str = key) -> str | None:
-                noted = pipe.zscore(handoffs, job_id)
+                noted = pipe.zscore(outbox, job_id)
                 if noted is None or noted > time.time() - older_than_s:
                     return None  # sent meanwhile, or another sweeper took it
                 status, part = (json.loads(v) if v else None for v in pipe.hmget(key, ["status", "part"]))
                 pipe.multi()
                 if status != "queued":
-                    pipe.zrem(handoffs, job_id)
+                    pipe.zrem(outbox, job_id)
                     return None
-                pipe.zadd(handoffs, {job_id: time.time()})
+                pipe.zadd(outbox, {job_id: time.time()})
                 return part
 
-            part = self.r.transaction(tx, handoffs, key, value_from_callable=True)
+            part = self.r.transaction(tx, outbox, key, value_from_callable=True)
             if part is not None:
                 due.append((job_id, part))
         return due
@@ -549,7 +548,8 @@ class Store:
         (``cancelled`` when a cancel was requested; listed with the failed).
 
         Each is one transaction that also checks the heartbeat is still stale, so of several
-        sweepers (every worker's main process) one acts. The caller sends the requeued ones' tasks.
+        sweepers (every worker's main process) one acts. A requeued job is noted in the outbox in its
+        transaction, like a new one: the caller sends its task, then says so with ``sent``.
         """
         reaped, limit = Reaped(), time.time() - timeout_s
         for job_id in self.r.zrange(self.p + "jobs:running", 0, -1):
@@ -571,7 +571,9 @@ class Store:
                 tried = job.attempts - job.attempts_before  # of this part
                 note = {"attempt": job.attempts, "reason": f"{lost}; requeued for attempt "
                         f"{tried + 1} of {max_attempts}"}
-                _, changed = self.transition(job_id, {"running"}, "queued", check=stale, note=note)
+                _, changed = self.transition(
+                    job_id, {"running"}, "queued", check=stale, note=note, also=self._note_unsent
+                )
                 if changed:
                     reaped.requeued.append(job_id)
             else:

@@ -11,6 +11,7 @@ requeued soon.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -67,13 +68,9 @@ def new_job(store: Any) -> str:
 
 
 @pytest.fixture
-def queued_job(store: Any) -> str:
-    return new_job(store)
-
-
-@pytest.fixture
 def unswept(store: Any) -> Iterator[Any]:
-    """A Store on a key prefix of its own in the session's Redis, which no worker sweeps."""
+    """A Store on a key prefix of its own in the session's Redis, which no worker sweeps (so no worker
+    sends the jobs its tests leave queued)."""
     from jobstore.store import Store
 
     own = Store(store.r, f"tdunswept-{secrets.token_hex(4)}:")
@@ -83,9 +80,15 @@ def unswept(store: Any) -> Iterator[Any]:
         own.r.delete(*keys)
 
 
+@pytest.fixture
+def queued_job(unswept: Any) -> str:
+    return new_job(unswept)
+
+
 def test_a_handed_on_job_runs_only_its_next_part_and_counts_that_parts_attempts(
-    store: Any, queued_job: str, settings: Any
+    unswept: Any, queued_job: str, settings: Any
 ) -> None:
+    store = unswept
     first = store.claim_job(queued_job, "gpu@a", "teacher")
     assert first is not None and first.part == "teacher" and first.attempts == 1
     handed = store.hand_off(queued_job, 1, "student")
@@ -103,28 +106,73 @@ def test_a_handed_on_job_runs_only_its_next_part_and_counts_that_parts_attempts(
     assert "requeued for attempt 2 of 2" in reason  # the second of this part, the job's third
 
 
-def test_a_job_cancelled_during_its_teacher_part_is_not_handed_on(store: Any, queued_job: str) -> None:
+def test_a_job_cancelled_during_its_teacher_part_is_not_handed_on(unswept: Any, queued_job: str) -> None:
+    store = unswept
     store.claim_job(queued_job, "gpu@a", "teacher")
     store.request_cancel(queued_job)
     assert store.hand_off(queued_job, 1, "student") is None
     assert store.get_job(queued_job).status == "running"  # the worker then ends it cancelled
 
 
-def test_a_hand_off_is_noted_until_sent_and_a_note_left_unsent_is_taken_by_one_sweeper(unswept: Any) -> None:
-    store, handoffs = unswept, unswept.p + "handoffs"
+def test_each_way_of_queueing_a_job_notes_it_until_sent_and_a_note_left_unsent_is_taken_by_one_sweeper(
+    unswept: Any
+) -> None:
+    store, outbox = unswept, unswept.p + "outbox"
     job_id = new_job(store)
+    assert store.r.zscore(outbox, job_id) is not None  # a new job: noted with its record
+    assert store.unsent(older_than_s=60) == []  # its sender may still be sending
+    store.sent(job_id)
+    assert store.unsent(older_than_s=0) == []  # sent and said so: never again, however long it waits
     store.claim_job(job_id, "gpu@a", "teacher")
     assert store.hand_off(job_id, 1, "student") is not None
-    assert store.r.zscore(handoffs, job_id) is not None  # noted with the hand-off, in its transaction
-    assert store.unsent_handoffs(older_than_s=60) == []  # its sender may still be sending
-    store.handoff_sent(job_id)
-    assert store.r.zscore(handoffs, job_id) is None  # sent, and said so: nothing for a sweep
-    store.r.zadd(handoffs, {job_id: time.time() - 120})  # as if its sender had died before the send
-    assert store.unsent_handoffs(older_than_s=60) == [(job_id, "student")]
-    assert store.unsent_handoffs(older_than_s=60) == []  # renewed by the sweeper that took it
-    store.r.zadd(handoffs, {job_id: time.time() - 120})
-    store.claim_job(job_id, "cpu@b", "student")  # a delivery got through after all
-    assert store.unsent_handoffs(older_than_s=60) == [] and store.r.zscore(handoffs, job_id) is None
+    assert store.r.zscore(outbox, job_id) is not None  # handed on: noted in the hand-off's transaction
+    store.sent(job_id)
+    store.claim_job(job_id, "cpu@b", "student")
+    store.update_job(job_id, heartbeat_at=utcnow() - timedelta(seconds=120))
+    assert store.reap_stale(60, max_attempts=2).requeued == [job_id]
+    assert store.r.zscore(outbox, job_id) is not None  # requeued: noted in the requeue's transaction
+    store.r.zadd(outbox, {job_id: time.time() - 120})  # as if its sender had died before the send
+    assert store.unsent(older_than_s=60) == [(job_id, "student")]
+    assert store.unsent(older_than_s=60) == []  # renewed by the sweeper that took it
+    store.r.zadd(outbox, {job_id: time.time() - 120})
+    store.claim_job(job_id, "cpu@c", "student")  # a delivery got through after all
+    assert store.unsent(older_than_s=60) == [] and store.r.zscore(outbox, job_id) is None
+
+
+def test_the_sweep_sends_a_requeued_job_and_a_note_left_unsent_once_and_no_job_waiting_its_turn(
+    unswept: Any, settings: Any
+) -> None:
+    from jobstore.broker import celery_client
+    from worker.sweep import sweep
+
+    own = settings.model_copy(update={"key_prefix": unswept.p, "queue": "q", "max_attempts": 2})
+    store, queue, timeout = unswept, unswept.p + "q", own.heartbeat_timeout_s
+    lost, waiting, orphan = new_job(store), new_job(store), new_job(store)
+    store.sent(lost)
+    store.sent(waiting)  # sent, and queued behind a backlog: the sweep leaves it alone
+    store.claim_job(lost, "gone@a", "teacher")
+    store.update_job(lost, heartbeat_at=utcnow() - timedelta(seconds=timeout + 5))
+    store.r.zadd(store.p + "outbox", {orphan: time.time() - timeout - 1})  # its API died before sending
+    celery = celery_client(own)
+    assert sweep(store, celery, own).requeued == [lost]
+    sent = [json.loads(message)["headers"]["id"] for message in store.r.lrange(queue, 0, -1)]
+    assert sorted(sent) == sorted([lost, orphan])  # each task's id is its job's
+    assert store.r.zcard(store.p + "outbox") == 0  # said sent
+    sweep(store, celery, own)
+    assert store.r.llen(queue) == 2  # no second message for any of them
+
+
+def _claimed_again(store: Any, job_id: str, after: int) -> dict[str, Any] | None:
+    """The status event of the job's first claim after its first ``after`` status events, if any."""
+    statuses = [e.data for e in store.events(job_id) if e.type == "status"]
+    return next((s for s in statuses[after:] if s["status"] == "running"), None)
+
+
+def _sweep_sent(scaled: dict[str, Any], job_id: str) -> bool:
+    """Whether a worker's log says its sweep sent the job's task again."""
+    said = "job part sent again: it was queued but its send was never confirmed"
+    logs = "".join((scaled["logs"] / f"worker-{n}.log").read_text() for n in ("gpu", "cpu1"))
+    return any(said in line and job_id in line for line in logs.splitlines())
 
 
 def test_a_student_part_whose_sender_died_before_sending_is_sent_again_by_the_sweep_and_runs(
@@ -139,18 +187,40 @@ def test_a_student_part_whose_sender_died_before_sending_is_sent_again_by_the_sw
     store.hand_off(job_id, 1, "student")
     assert store.r.llen(store.p + scaled["env"]["TAGDISTILL_CPU_QUEUE"]) == 0  # no message: nothing runs it
     # the note as old as a silent worker's heartbeat: the sweep's bound, without waiting it out
-    store.r.zadd(store.p + "handoffs", {job_id: time.time() - HEARTBEAT_TIMEOUT_S})
+    assert store.r.zadd(store.p + "outbox", {job_id: time.time() - HEARTBEAT_TIMEOUT_S}, xx=True, ch=True)
 
-    def claimed() -> dict[str, Any] | None:
-        statuses = [e.data for e in store.events(job_id) if e.type == "status"]
-        return next((s for s in statuses[2:] if s["status"] == "running"), None)
-
-    running = wait_for(claimed, 120, "a worker to claim the student part")
+    running = wait_for(lambda: _claimed_again(store, job_id, 2), 120, "a worker to claim the student part")
     (cpu,) = (name for name in scaled["workers"] if "-cpu" in name)
     assert running["worker"] == cpu and store.get_job(job_id).part == "student"
-    assert store.r.zscore(store.p + "handoffs", job_id) is None
-    logs = "".join((scaled["logs"] / f"worker-{n}.log").read_text() for n in ("gpu", "cpu1"))
-    assert "job part sent again: its hand-off was recorded but never said sent" in logs
+    assert store.r.zscore(store.p + "outbox", job_id) is None
+    assert _sweep_sent(scaled, job_id)
+
+
+def test_a_new_job_and_a_requeued_one_whose_sender_died_before_sending_are_sent_by_the_sweep_and_run(
+    scaled: dict[str, Any]
+) -> None:
+    """A job recorded as ``POST /jobs`` records it, by an API that died before sending its task, and a lost
+    job requeued by a sweeper that died before sending it again: both queued with no message. The sweep of
+    a live worker sends each, and the gpu worker takes it (and fails it at once: no files)."""
+    store, queue = scaled["store"], scaled["env"]["TAGDISTILL_QUEUE"]
+    submitted = new_job(store)
+    requeued = new_job(store)
+    store.sent(requeued)
+    store.claim_job(requeued, "gpu-gone@nowhere", "teacher")
+    # silent for 5 s: over this sweeper's bound of 1 s, under the live workers' (their sweeps leave it)
+    store.update_job(requeued, heartbeat_at=utcnow() - timedelta(seconds=5))
+    assert store.reap_stale(1, max_attempts=2).requeued == [requeued]
+    assert store.r.llen(store.p + queue) == 0  # no message: nothing runs either
+    for job_id in (submitted, requeued):  # the notes as old as the sweep's bound, without waiting it out
+        assert store.r.zadd(store.p + "outbox", {job_id: time.time() - HEARTBEAT_TIMEOUT_S}, xx=True, ch=True)
+
+    (gpu,) = (name for name in scaled["workers"] if "-gpu@" in name)
+    for job_id, before in ((submitted, 1), (requeued, 3)):
+        running = wait_for(lambda j=job_id, b=before: _claimed_again(store, j, b), 120, f"{job_id} to run")
+        assert running["worker"] == gpu
+        assert store.r.zscore(store.p + "outbox", job_id) is None
+        assert _sweep_sent(scaled, job_id)
+    assert store.get_job(requeued).attempts == 2
 
 
 def _worker(stack: dict[str, Any], name: str, queues: str) -> str:
@@ -195,6 +265,7 @@ def test_the_teacher_part_runs_on_the_gpu_worker_and_the_student_part_on_the_cpu
         missing = client.post("/jobs", json=gone)  # looked for in the store: a 422 naming the field
         assert missing.status_code == 422 and "teacher.path: shared/gone does not exist" in missing.text
         job_id = client.post("/jobs", json=_body(ds.json()["id"], 1, 1)).json()["id"]
+        assert scaled["store"].r.zscore(scaled["store"].p + "outbox", job_id) is None  # sent, and said so
         job = wait_for(lambda: _ended(client, job_id), 180, "the job to end")
         assert job["status"] == "succeeded", job["error"]
         assert job["stage_workers"] == {

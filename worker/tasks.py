@@ -127,9 +127,10 @@ def hand_over(store: Store, job: Job) -> str:
         return retrying(store.finish_job, job.id, "cancelled", job.attempts).status
     try:
         enqueue_job(celery_app, job.id, settings.stage_queues["student"], "student")
-    except Exception as exc:  # nothing would ever run it: fail it rather than leave it queued
-        return store.finish_job(job.id, "failed", error=f"could not be queued: {exc}").status
-    retrying(store.handoff_sent, job.id)  # else the sweep sends it again (worker/sweep.py)
+    except Exception:  # the broker away: the outbox's note stays, and the sweep sends it (worker/sweep.py)
+        log.exception("student part not sent: the sweep sends it again", extra={"job_id": job.id})
+    else:
+        retrying(store.sent, job.id)  # else the sweep sends it again
     return "queued"
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import anyio
+import redis
 from fastapi import APIRouter, Header, Query, Request, Response
 from sse_starlette import EventSourceResponse
 
@@ -80,6 +81,10 @@ def create_job(
             store.finish_job(job.id, "failed", error=f"could not be queued: {exc}")
             msg = "the job queue is unreachable; try again shortly"
             raise ApiError(503, "queue_unreachable", msg, headers={"Retry-After": "5"}) from exc
+        try:
+            store.sent(job.id)  # out of the outbox: else a worker's sweep sends it again (worker/sweep.py)
+        except redis.RedisError:  # the job is queued and sent: a note left costs one more delivery
+            log.warning("job sent but still noted unsent", exc_info=True, extra={"job_id": job.id})
         log.info("job queued", extra={"job_id": job.id, "dataset_id": job.dataset_id})
     else:
         response.headers["Idempotent-Replayed"] = "true"
