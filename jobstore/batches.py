@@ -16,13 +16,27 @@ Records, under the Store's client and key prefix ``p`` (kept apart from ``jobsto
 
     p batch:<id>          hash   BatchJob (one JSON value per field, as the Store's records)
     p batch:<id>:chunks   hash   chunk index -> {"attempt", "worker", "sentences", "words", "seconds"}
-    p batch:<id>:running  hash   chunk index -> {"worker", "since"}: chunks being tagged (the sweep's)
+    p batch:<id>:running  hash   chunk index -> {"worker", "delivery", "since"}: chunks being tagged, and by
+                                 which delivery (a task id; the claim), or sent again (worker REQUEUED)
     p batches             zset   id -> seq       p owner:<owner>:batches    the owner's
     p batches:active      zset   queued or running batches (the quota)   p owner:<owner>:batches:active
+    p batches:outbox      zset   note -> when noted: messages whose send is in doubt (an ``Outbox``):
+                                 "chord <id> <chunks>" (``create``), "chunk <id> <index>" (``lost_chunks``),
+                                 "merge <id>" (``chunk_done`` completing a batch of which a chunk was
+                                 sent again); removed by ``sent``, sent again by the sweep (``unsent``)
 
 Status changes are WATCH/MULTI transactions, as the Store's: a cancel, the chunk that finishes
 last and the merge cannot both win. An ended batch can be deleted (``delete``): its files, then
 these keys.
+
+Every message of a batch is sent after the transaction that makes it due, as a job's task is
+(``worker/sweep.py``): a new batch's chord, a chunk sent again because its worker died whole, and the
+merge that a chunk sent again must send itself. A process that dies between the two would leave the
+batch queued or running for ever (and holding one of its owner's active-batch slots), so each of
+those transactions also notes the message in the batches' outbox, and the worker sweep sends again
+the notes left for over ``heartbeat_timeout_s`` whose message is still wanted. A message sent twice
+is harmless: a chunk is claimed by one delivery at a time (``start_chunk``) and counts once
+(``chunk_done``), and one merge ends a batch (``succeed``).
 """
 
 from __future__ import annotations
@@ -42,7 +56,7 @@ from jobstore.artifacts import ArtifactStore
 from jobstore.broker import MERGE_BATCH, TAG_CHUNK
 from jobstore.records import TERMINAL, utcnow
 from jobstore.settings import Settings
-from jobstore.store import Conflict, NotFound, QuotaExceeded, Store, decode_fields, encode_fields
+from jobstore.store import Conflict, NotFound, Outbox, QuotaExceeded, Store, decode_fields, encode_fields
 from tagdistill.data import DataError, numbered_lines
 
 BatchStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
@@ -194,6 +208,33 @@ def enqueue_batch(celery: Celery, batch_id: str, chunks: int, queue: str) -> Non
     chord(header, app=celery)(celery.signature(MERGE_BATCH, args=[batch_id], queue=queue))
 
 
+def chord_note(batch_id: str, chunks: int) -> str:
+    """The outbox's note of a new batch's chord."""
+    return f"chord {batch_id} {chunks}"
+
+
+def chunk_note(batch_id: str, index: int) -> str:
+    """The outbox's note of a chunk sent again, outside the chord."""
+    return f"chunk {batch_id} {index}"
+
+
+def merge_note(batch_id: str) -> str:
+    """The outbox's note of a merge sent outside the chord."""
+    return f"merge {batch_id}"
+
+
+def send_note(celery: Celery, note: str, queue: str) -> None:
+    """Send the message an outbox note names (``chord_note``, ``chunk_note``, ``merge_note``). Raises when
+    the broker is unreachable; the caller then leaves the note for the sweep."""
+    kind, batch_id, *number = note.split(" ")
+    if kind == "chord":
+        enqueue_batch(celery, batch_id, int(number[0]), queue)
+    elif kind == "chunk":
+        celery.send_task(TAG_CHUNK, args=[batch_id, int(number[0])], queue=queue)
+    else:  # the merge task's first argument is the chord's results, which it does not read
+        celery.send_task(MERGE_BATCH, args=[[], batch_id], queue=queue)
+
+
 # --- records -------------------------------------------------------------------------------------
 
 
@@ -202,6 +243,7 @@ class Batches:
 
     def __init__(self, store: Store) -> None:
         self.store, self.r, self.p = store, store.r, store.p
+        self.outbox = Outbox(self.r, self.p + "batches:outbox")
 
     def _key(self, batch_id: str) -> str:
         return self.p + f"batch:{batch_id}"
@@ -220,7 +262,9 @@ class Batches:
 
     def create(self, batch: BatchJob, max_active: int) -> BatchJob:
         """Write the new queued ``batch``; QuotaExceeded when its owner has ``max_active`` batches queued
-        or running (counted in the same transaction, so concurrent requests cannot overshoot)."""
+        or running (counted in the same transaction, so concurrent requests cannot overshoot). Its chord
+        is noted in the outbox in the same transaction: the caller sends it (``send_note``), then says so
+        (``sent``)."""
         batch = batch.model_copy(update={"seq": self.store.next_seq()})
         active = self._index(batch.owner, active=True)
 
@@ -231,6 +275,7 @@ class Batches:
             for who in {None, batch.owner}:
                 pipe.zadd(self._index(who), {batch.id: batch.seq})
                 pipe.zadd(self._index(who, active=True), {batch.id: batch.seq})
+            self.outbox.note(pipe, chord_note(batch.id, batch.chunks))
 
         self.r.transaction(tx, active)
         return batch
@@ -284,29 +329,41 @@ class Batches:
                     pipe.zrem(self._index(who, active=True), batch_id)
             return batch.model_copy(update=changes), True
 
-        return self.r.transaction(tx, key, self._key(batch_id) + ":chunks", value_from_callable=True)
+        return self.r.transaction(tx, key, key + ":chunks", key + ":running", value_from_callable=True)
 
-    def start_chunk(self, batch_id: str, index: int, worker: str) -> bool:
-        """Whether chunk ``index`` should be tagged now: the batch is queued or running, no cancel was
-        asked for and no attempt has finished the chunk yet. The first chunk moves it to running. A
-        chunk to tag is noted as running on ``worker`` (``lost_chunks`` finds it if the worker dies)."""
-        chunks = self._key(batch_id) + ":chunks"
+    def start_chunk(self, batch_id: str, index: int, worker: str, delivery: str) -> bool:
+        """Claim chunk ``index`` for ``delivery`` (the task's id) on ``worker``: whether to tag it now.
 
-        def todo(batch: BatchJob, pipe: redis.client.Pipeline) -> bool:
-            return not batch.cancel_requested and not pipe.hexists(chunks, str(index))
+        Yes when the batch is queued or running, no cancel was asked for, no attempt has finished the
+        chunk, and no other delivery is tagging it: the chunk is noted running on none, or was sent
+        again by the sweep (REQUEUED), or is noted on this very delivery (Celery gives a message back,
+        same id, when its pool process is killed). So a message sent twice (a chord sent again by the
+        sweep, a chunk whose sender died after its send) is tagged once. The first chunk moves the batch
+        to running. The claim notes the chunk running on ``worker``: ``lost_chunks`` finds it if the
+        worker dies."""
+        chunks, running = self._key(batch_id) + ":chunks", self._key(batch_id) + ":running"
 
-        batch, changed = self.transition(batch_id, {"queued"}, "running", check=todo, started_at=utcnow())
-        if not (changed or (batch.status == "running" and todo(batch, self.r))):
-            return False
-        running = json.dumps({"worker": worker, "since": time.time()})
-        self.r.hset(self._key(batch_id) + ":running", str(index), running)
-        return True
+        def free(batch: BatchJob, pipe: redis.client.Pipeline) -> bool:
+            if batch.cancel_requested or pipe.hexists(chunks, str(index)):
+                return False
+            raw = pipe.hget(running, str(index))
+            entry = json.loads(raw) if raw else None
+            return entry is None or entry["worker"] == REQUEUED or entry.get("delivery") == delivery
+
+        def claim(batch: BatchJob, pipe: redis.client.Pipeline) -> dict[str, Any]:
+            pipe.hset(running, str(index), json.dumps({"worker": worker, "delivery": delivery,
+                                                       "since": time.time()}))
+            return {"started_at": utcnow()} if batch.status == "queued" else {}
+
+        return self.transition(batch_id, {"queued", "running"}, "running", check=free, also=claim)[1]
 
     def lost_chunks(self, alive: set[str], timeout_s: float) -> list[tuple[str, int]]:
         """(batch id, chunk index) of each chunk noted running on a worker not in ``alive`` for over
         ``timeout_s``: its worker died whole (a pool process killed alone gives its chunk back to the
         queue itself), and the chunk's message waits for the broker's visibility timeout (hours).
-        Each is marked requeued in a transaction, so of several sweepers one sends it again."""
+        Each is marked requeued in a transaction, so of several sweepers one sends it again, and noted
+        in the outbox in that transaction (``chunk_note``): the caller sends it, then says so (``sent``).
+        A chunk marked requeued is the outbox's from then on (``unsent``), never this method's again."""
         lost = []
         for batch_id in self.r.zrange(self._index(active=True), 0, -1):
             key = self._key(batch_id) + ":running"
@@ -328,16 +385,21 @@ class Batches:
             pipe.multi()
             pipe.hset(running, index, json.dumps({"worker": REQUEUED, "since": time.time()}))
             pipe.hset(key, "resent", json.dumps(resent + 1))
+            self.outbox.note(pipe, chunk_note(batch_id, int(index)))
             return True
 
         return self.r.transaction(tx, key, running, value_from_callable=True)
 
     def chunk_done(
         self, batch_id: str, index: int, attempt: str, worker: str, sentences: int, words: int, seconds: float
-    ) -> bool:
+    ) -> BatchJob | None:
         """Record that ``attempt`` tagged chunk ``index`` (the first attempt to finish it is the one that
-        counts) and add to the progress; whether it was recorded (False: done already, or the batch
-        ended)."""
+        counts) and add to the progress; the batch afterwards, or None when not recorded (done already,
+        or the batch ended).
+
+        The chunk that completes a batch of which a chunk was sent again (``resent``) notes the merge in
+        the outbox in the same transaction (``merge_note``): that chunk's message is outside the chord,
+        whose own count then never completes, so the caller sends the merge, then says so (``sent``)."""
         chunks = self._key(batch_id) + ":chunks"
         done = {"attempt": attempt, "worker": worker, "sentences": sentences, "words": words,
                 "seconds": round(seconds, 3)}
@@ -350,6 +412,8 @@ class Batches:
             pipe.hdel(self._key(batch_id) + ":running", str(index))
             words_done = batch.words_done + words
             elapsed = (utcnow() - batch.started_at).total_seconds() if batch.started_at else 0
+            if batch.resent and batch.chunks_done + 1 == batch.chunks:
+                self.outbox.note(pipe, merge_note(batch_id))
             return {
                 "chunks_done": batch.chunks_done + 1, "sentences_done": batch.sentences_done + sentences,
                 "words_done": words_done,
@@ -357,7 +421,37 @@ class Batches:
                 "workers": {**batch.workers, worker: batch.workers.get(worker, 0) + 1},
             }
 
-        return self.transition(batch_id, {"running"}, None, check=first, also=progress)[1]
+        after, recorded = self.transition(batch_id, {"running"}, None, check=first, also=progress)
+        return after if recorded else None
+
+    def sent(self, note: str) -> None:
+        """The message of the outbox's ``note`` is on its queue: the note goes."""
+        self.outbox.sent(note)
+
+    def unsent(self, older_than_s: float) -> list[str]:
+        """The outbox's notes over ``older_than_s`` old whose message is still wanted, each taken by one
+        sweeper (``Outbox.due``): a chord while its batch is queued, a chunk while it is noted REQUEUED
+        (neither started nor done since) in a running batch, a merge while its batch is running with every
+        chunk done. Others are dropped (the batch moved on, ended or is gone)."""
+
+        def wanted(pipe: redis.client.Pipeline, note: str) -> bool | None:
+            kind, batch_id, *number = note.split(" ")
+            key = self._key(batch_id)
+            raw = pipe.hmget(key, ["status", "chunks", "chunks_done"])
+            status, chunks, chunks_done = (json.loads(v) if v else None for v in raw)
+            if kind == "chord":
+                return status == "queued" or None
+            if kind == "chunk":
+                entry = pipe.hget(key + ":running", number[0])
+                return (status == "running" and entry is not None
+                        and json.loads(entry)["worker"] == REQUEUED) or None
+            return (status == "running" and chunks_done == chunks) or None
+
+        def keys(note: str) -> list[str]:
+            key = self._key(note.split(" ")[1])
+            return [key, key + ":running"]
+
+        return [note for note, _ in self.outbox.due(older_than_s, wanted, keys)]
 
     def attempts(self, batch_id: str) -> dict[int, str]:
         """Chunk index -> the attempt whose output counts, for every finished chunk."""

@@ -18,7 +18,8 @@ only their own fields. Keys, under ``settings.key_prefix`` (``p``)::
     p owner:<owner>:aliases      hash   the owner's aliases
     p outbox                     zset   job id -> when it was queued (``create_job``, ``hand_off``, a requeue
                                         of ``reap_stale``), until its task is said sent (``sent``): what
-                                        the sweep sends again (``unsent``; ``worker/sweep.py`` says why)
+                                        the sweep sends again (``unsent``; ``worker/sweep.py`` says why).
+                                        An ``Outbox``, as ``p batches:outbox`` (``jobstore/batches.py``)
     p workers                    zset   worker name -> last seen (unix time)
     p worker:<name>              string worker info JSON, expires after heartbeat_timeout_s
 
@@ -62,6 +63,7 @@ from jobstore.records import (
 from tagdistill.config import JobConfig
 
 R = TypeVar("R", bound=BaseModel)
+T = TypeVar("T")
 
 SCAN_LIMIT = 5000  # records a filtered list reads at most per request (then it returns a cursor)
 
@@ -140,10 +142,67 @@ class Reaped:
     failed: list[str] = field(default_factory=list)
 
 
+class Outbox:
+    """Messages whose send is in doubt: a zset of notes (a string that names the message) -> when noted.
+
+    A state change that makes a message due notes it in its own transaction (``note``), and the sender
+    removes the note once the message is on its queue (``sent``). A process that dies between the two
+    leaves the note, and a sweep sends again what ``due`` returns. ``worker/sweep.py`` says why this
+    rather than sending first, or a rule on the records alone. Each kind of record has an outbox of its
+    own (``p outbox`` for jobs, ``p batches:outbox`` for batches); the kind says what a note still needs.
+    """
+
+    def __init__(self, client: redis.Redis, key: str) -> None:
+        self.r, self.key = client, key
+
+    def note(self, pipe: redis.client.Pipeline, member: str) -> None:
+        """Note ``member`` as still to send, in the transaction ``pipe`` (after its MULTI)."""
+        pipe.zadd(self.key, {member: time.time()})
+
+    def sent(self, member: str) -> None:
+        """``member``'s message is on its queue: the note goes."""
+        self.r.zrem(self.key, member)
+
+    def due(
+        self,
+        older_than_s: float,
+        still: Callable[[redis.client.Pipeline, str], T | None],
+        watch: Callable[[str], list[str]],
+    ) -> list[tuple[str, T]]:
+        """(note, what ``still`` said) of each note over ``older_than_s`` old that is still wanted: its
+        sender died before the send (or is that slow; a second message must then be harmless).
+
+        ``still(pipe, member)`` reads the records (the keys ``watch(member)``, watched) and says what the
+        message needs, or None when it is no longer wanted (the record moved on): that note is dropped.
+        Each note is taken in a transaction that renews it, so of several sweepers one sends it, and it is
+        sent again after another ``older_than_s`` if that send is lost too.
+        """
+        taken: list[tuple[str, T]] = []
+        for member in self.r.zrangebyscore(self.key, "-inf", time.time() - older_than_s):
+
+            def tx(pipe: redis.client.Pipeline, member: str = member) -> T | None:
+                noted = pipe.zscore(self.key, member)
+                if noted is None or noted > time.time() - older_than_s:
+                    return None  # sent meanwhile, or another sweeper took it
+                what = still(pipe, member)
+                pipe.multi()
+                if what is None:
+                    pipe.zrem(self.key, member)
+                else:
+                    pipe.zadd(self.key, {member: time.time()})
+                return what
+
+            what = self.r.transaction(tx, self.key, *watch(member), value_from_callable=True)
+            if what is not None:
+                taken.append((member, what))
+        return taken
+
+
 class Store:
     def __init__(self, client: redis.Redis, prefix: str) -> None:
         self.r = client
         self.p = prefix
+        self.outbox = Outbox(client, prefix + "outbox")  # of jobs' tasks
 
     @classmethod
     def from_url(cls, url: str, prefix: str, timeout_s: float = 10.0) -> Store:
@@ -277,7 +336,7 @@ class Store:
     def _note_unsent(self, pipe: redis.client.Pipeline, job: Job) -> None:
         """Note in the outbox, in the transaction that queues ``job``, that its task is still to be sent: a
         process that dies before the send would otherwise leave the job queued with no message."""
-        pipe.zadd(self.p + "outbox", {job.id: time.time()})
+        self.outbox.note(pipe, job.id)
 
     def create_job(
         self,
@@ -462,34 +521,20 @@ class Store:
 
     def sent(self, job_id: str) -> None:
         """The task of the job's queued part is on its queue: the outbox's note goes."""
-        self.r.zrem(self.p + "outbox", job_id)
+        self.outbox.sent(job_id)
 
     def unsent(self, older_than_s: float) -> list[tuple[str, str]]:
         """(job id, part) of each job noted in the outbox over ``older_than_s`` ago and never said sent,
         whose job is still queued: its sender died before the send (or is that slow; a second message is
-        harmless, the claim lets one delivery run). Each is taken in a transaction that renews the note,
-        so of several sweepers one sends it, and it is sent again after another ``older_than_s`` if that
-        send is lost too. Notes of jobs no longer queued (claimed, cancelled, failed, gone) are dropped."""
-        outbox, due = self.p + "outbox", []
-        for job_id in self.r.zrangebyscore(outbox, "-inf", time.time() - older_than_s):
-            key = self.p + f"job:{job_id}"
+        harmless, the claim lets one delivery run). Taken as ``Outbox.due`` says (one sweeper sends it);
+        notes of jobs no longer queued (claimed, cancelled, failed, gone) are dropped."""
 
-            def tx(pipe: redis.client.Pipeline, job_id: str = job_id, key: str = key) -> str | None:
-                noted = pipe.zscore(outbox, job_id)
-                if noted is None or noted > time.time() - older_than_s:
-                    return None  # sent meanwhile, or another sweeper took it
-                status, part = (json.loads(v) if v else None for v in pipe.hmget(key, ["status", "part"]))
-                pipe.multi()
-                if status != "queued":
-                    pipe.zrem(outbox, job_id)
-                    return None
-                pipe.zadd(outbox, {job_id: time.time()})
-                return part
+        def queued_part(pipe: redis.client.Pipeline, job_id: str) -> str | None:
+            raw = pipe.hmget(self.p + f"job:{job_id}", ["status", "part"])
+            status, part = (json.loads(v) if v else None for v in raw)
+            return part if status == "queued" else None
 
-            part = self.r.transaction(tx, outbox, key, value_from_callable=True)
-            if part is not None:
-                due.append((job_id, part))
-        return due
+        return self.outbox.due(older_than_s, queued_part, lambda job_id: [self.p + f"job:{job_id}"])
 
     def finish_job(
         self, job_id: str, status: str, attempt: int | None = None, model: Model | None = None, **fields: Any

@@ -16,6 +16,7 @@ import json
 import os
 import secrets
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,9 +27,11 @@ from builders import untrained_model
 from conftest import CREDENTIALS, ROOT, _stop, start_api, start_worker, wait_for
 
 from jobstore.artifacts import ArtifactStore
+from jobstore.batches import Batches
 from tagdistill.tagger import same_tagging
 
 CHUNK = 7  # sentences per chunk in this module's service
+HEARTBEAT_TIMEOUT_S = 3  # the workers' sweep bound: a silent worker's chunks, and messages noted unsent
 LARGE, LARGE_CHUNK = 100_000, 12_500  # the large batch: 8 chunks, about four for each worker
 WORDS = ["Paris", "said", "Anna", "lives", "in", "Berlin", "the", "Union", "on", "Monday", "Kenji", "Warsaw"]
 SENTENCES = [
@@ -57,7 +60,7 @@ def stack(
         **os.environ, "PYTHONPATH": str(ROOT), "TAGDISTILL_REDIS_URL": redis_url,
         "TAGDISTILL_DATA_DIR": str(folder / "cache-api"), "TAGDISTILL_KEY_PREFIX": f"tdbatch-{tag}:",
         "TAGDISTILL_QUEUE": f"tdbatch-{tag}", "TAGDISTILL_TORCH_THREADS": "1",
-        "TAGDISTILL_HEARTBEAT_S": "0.5", "TAGDISTILL_HEARTBEAT_TIMEOUT_S": "3",
+        "TAGDISTILL_HEARTBEAT_S": "0.5", "TAGDISTILL_HEARTBEAT_TIMEOUT_S": str(HEARTBEAT_TIMEOUT_S),
         "TAGDISTILL_BATCH_CHUNK_SIZE": str(CHUNK), "TAGDISTILL_MAX_TASKS_PER_CHILD": "1000",
         "TAGDISTILL_MAX_BATCH_UPLOAD_MB": "1", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
         "TAGDISTILL_STORAGE_URL": prefix, "TAGDISTILL_STORAGE_ENDPOINT_URL": s3_endpoint,
@@ -136,6 +139,15 @@ def large_api(stack: dict[str, Any]) -> Iterator[str]:
 
 
 @pytest.fixture
+def unswept(stack: dict[str, Any]) -> Batches:
+    """Batch records under a key prefix of their own, which no worker's sweep reads: the store's rules
+    alone, with no sweep taking notes or chunks meanwhile."""
+    from jobstore.store import Store
+
+    return Batches(Store(stack["store"].r, stack["store"].p + f"unswept-{secrets.token_hex(4)}:"))
+
+
+@pytest.fixture
 def client(stack: dict[str, Any]) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=stack["url"], timeout=60) as c:
         yield c
@@ -174,6 +186,39 @@ def output(client: httpx.Client, batch_id: str) -> list[dict[str, Any]]:
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == "application/x-ndjson"
     return [json.loads(line) for line in response.text.splitlines()]
+
+
+def recorded_batch(stack: dict[str, Any], model: dict[str, Any], lines: list[str]) -> Any:
+    """A batch as ``POST /batch-jobs`` records it (chunk files in the store, the queued record and its
+    chord's outbox note) with no message sent: what an API that died before sending leaves."""
+    from jobstore.batches import BatchJob, folder, split_input
+    from jobstore.records import utcnow
+
+    operator, batches = stack["operator"], Batches(stack["store"])
+    batch_id, source = batches.new_id(), stack["folder"] / "recorded.txt"
+    source.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    inputs = f"{folder(batch_id)}/input"
+    sentences, chunks = split_input(source, "text", "in.txt", 10_000, CHUNK, operator.local(inputs))
+    operator.push(inputs)
+    now, student = utcnow(), stack["store"].get_model(model["id"]).student_path
+    return batches.create(BatchJob(
+        id=batch_id, status="queued", model_id=model["id"], format="text", created_at=now, updated_at=now,
+        sentences=sentences, chunks=chunks, chunk_size=CHUNK, student_path=student,
+    ), max_active=100)
+
+
+def back_date(stack: dict[str, Any], note: str) -> None:
+    """Make the outbox's ``note`` as old as the sweep's bound, without waiting it out."""
+    store, when = stack["store"], time.time() - HEARTBEAT_TIMEOUT_S
+    assert store.r.zadd(store.p + "batches:outbox", {note: when}, xx=True, ch=True)
+
+
+def sent_again_by_the_sweep(stack: dict[str, Any], note: str) -> bool:
+    """Whether a worker's log says its sweep sent the message of ``note`` again, and the note is gone."""
+    store, said = stack["store"], "batch message sent again: it was noted but its send was never confirmed"
+    logs = "".join(log.read_text() for name, (_, log) in stack["procs"].items() if name != "api")
+    return (store.r.zscore(store.p + "batches:outbox", note) is None
+            and any(said in line and note in line for line in logs.splitlines()))
 
 
 def test_same_tagging_allows_score_rounding_but_no_other_difference() -> None:
@@ -399,35 +444,139 @@ def test_a_chunk_whose_pool_process_is_killed_runs_again_and_the_output_is_uncha
     assert lost >= 1, "no chunk was running when its pool process was killed"
 
 
-def test_a_chunk_recorded_twice_counts_once_and_only_one_merge_ends_the_batch(stack: dict[str, Any]) -> None:
+def test_a_chunk_recorded_twice_counts_once_and_only_one_merge_ends_the_batch(unswept: Batches) -> None:
     """What keeps attempts apart when Celery runs a chunk twice (a redelivery after its worker was lost)
-    or delivers the merge twice: the first attempt to record a chunk is the one that counts. A chunk
-    running on a worker that stopped reporting is found by one sweep, once."""
-    from jobstore.batches import Batches, BatchJob
+    or delivers the merge twice: the first attempt to record a chunk is the one that counts, and one
+    delivery at a time claims a chunk. A chunk running on a worker that stopped reporting is found by
+    one sweep, once, and noted in the outbox with its requeue."""
+    from jobstore.batches import BatchJob, chord_note, chunk_note, merge_note
     from jobstore.records import utcnow
 
-    batches, now = Batches(stack["store"]), utcnow()
+    batches, now = unswept, utcnow()
     batch = batches.create(BatchJob(
         id=batches.new_id(), status="queued", model_id="mdl_x", format="text", created_at=now, updated_at=now,
         sentences=10, chunks=2, chunk_size=5, student_path="jobs/x/student",
     ), max_active=100)
-    assert batches.start_chunk(batch.id, 0, "w1") and batches.get(batch.id).status == "running"
+    assert batches.r.zscore(batches.outbox.key, chord_note(batch.id, 2)) is not None  # noted with the record
+    batches.sent(chord_note(batch.id, 2))
+    assert batches.start_chunk(batch.id, 0, "w1", "t0") and batches.get(batch.id).status == "running"
     assert batches.chunk_done(batch.id, 0, "first", "w1", 5, 40, 1.0)
-    assert not batches.start_chunk(batch.id, 0, "w2")  # a redelivery finds it done
+    assert not batches.start_chunk(batch.id, 0, "w2", "t0-again")  # a second message finds it done
     assert not batches.chunk_done(batch.id, 0, "second", "w2", 5, 40, 1.0)
     assert not batches.succeed(batch.id, "batches/x/output-a.jsonl", 100)  # chunk 1 is not done
-    assert batches.start_chunk(batch.id, 1, "w2")
+    assert batches.start_chunk(batch.id, 1, "w2", "t1")
+    assert not batches.start_chunk(batch.id, 1, "w1", "t1-again")  # tagged by another delivery meanwhile
+    assert batches.start_chunk(batch.id, 1, "w2", "t1")  # its own message back (its pool process killed)
     assert batches.lost_chunks(alive={"w2"}, timeout_s=0) == []
     assert batches.lost_chunks(alive={"w1"}, timeout_s=0) == [(batch.id, 1)]  # w2 died: sent again once
     assert batches.lost_chunks(alive={"w1"}, timeout_s=0) == []
     assert batches.get(batch.id).resent == 1
-    assert batches.chunk_done(batch.id, 1, "third", "w2", 5, 35, 1.0)
-    after = batches.get(batch.id)
-    assert (after.chunks_done, after.sentences_done, after.words_done) == (2, 10, 75)
+    assert batches.r.zscore(batches.outbox.key, chunk_note(batch.id, 1)) is not None  # with the requeue
+    batches.sent(chunk_note(batch.id, 1))
+    assert batches.start_chunk(batch.id, 1, "w1", "t1-sweep")  # the sweep's message claims it
+    after = batches.chunk_done(batch.id, 1, "third", "w1", 5, 35, 1.0)
+    assert after is not None and (after.chunks_done, after.sentences_done, after.words_done) == (2, 10, 75)
+    assert batches.r.zscore(batches.outbox.key, merge_note(batch.id)) is not None  # a resent chunk ended it
     assert batches.attempts(batch.id) == {0: "first", 1: "third"}
     assert batches.succeed(batch.id, "batches/x/output-a.jsonl", 100)
     assert not batches.succeed(batch.id, "batches/x/output-b.jsonl", 100)
     assert batches.get(batch.id).output == "batches/x/output-a.jsonl"
+
+
+def test_the_batch_outbox_gives_a_note_left_unsent_to_one_sweeper_and_drops_one_no_longer_wanted(
+    unswept: Batches
+) -> None:
+    from jobstore.batches import BatchJob, chord_note
+    from jobstore.records import utcnow
+
+    batches, now = unswept, utcnow()
+    batch = batches.create(BatchJob(
+        id=batches.new_id(), status="queued", model_id="mdl_x", format="text", created_at=now, updated_at=now,
+        sentences=3, chunks=1, chunk_size=5, student_path="jobs/x/student",
+    ), max_active=100)
+    note, outbox = chord_note(batch.id, 1), batches.outbox.key
+    assert batches.unsent(older_than_s=60) == []  # its sender may still be sending
+    batches.r.zadd(outbox, {note: time.time() - 120})  # as if its sender had died before the send
+    assert batches.unsent(older_than_s=60) == [note]
+    assert batches.unsent(older_than_s=60) == []  # renewed by the sweeper that took it
+    batches.cancel(batch.id)
+    batches.r.zadd(outbox, {note: time.time() - 120})
+    assert batches.unsent(older_than_s=60) == [] and batches.r.zscore(outbox, note) is None  # dropped
+
+
+def test_a_batch_whose_api_died_before_sending_its_chord_is_sent_by_the_sweep_and_tagged_as_one_process(
+    client: httpx.Client, model: dict[str, Any], stack: dict[str, Any]
+) -> None:
+    from jobstore.batches import chord_note
+
+    lines = [f"{s} ( line {i} )" for i, s in enumerate(SENTENCES * 3)]  # 18 sentences, 3 chunks
+    batch = recorded_batch(stack, model, lines)
+    note = chord_note(batch.id, batch.chunks)
+    back_date(stack, note)
+    done = ended(client, batch.id)
+    assert done["status"] == "succeeded", done
+    assert same_tagging(output(client, batch.id), one_process(model, lines))
+    assert done["chunks_done"] == 3 and sum(done["workers"].values()) == 3
+    assert sent_again_by_the_sweep(stack, note)
+
+
+def test_chunks_of_a_lost_worker_whose_sweeper_died_before_sending_them_are_sent_by_the_sweep(
+    client: httpx.Client, model: dict[str, Any], stack: dict[str, Any]
+) -> None:
+    """Every chunk noted running on a worker that is gone, then marked requeued by a sweeper that died
+    before sending them again: the outbox's notes are what the live workers' sweep sends."""
+    from jobstore.batches import chord_note, chunk_note
+
+    lines = [f"{s} ( line {i} )" for i, s in enumerate(SENTENCES * 2)]  # 12 sentences, 2 chunks
+    batch = recorded_batch(stack, model, lines)
+    batches = Batches(stack["store"])
+    batches.sent(chord_note(batch.id, batch.chunks))
+    for index in range(batch.chunks):
+        assert batches.start_chunk(batch.id, index, "gone@nowhere", f"lost-{index}")
+    alive = {w.name for w in stack["store"].live_workers(HEARTBEAT_TIMEOUT_S)}
+    lost = sorted((b, i) for b, i in batches.lost_chunks(alive, timeout_s=0) if b == batch.id)
+    assert lost == [(batch.id, 0), (batch.id, 1)]
+    for index in range(batch.chunks):
+        back_date(stack, chunk_note(batch.id, index))
+    done = ended(client, batch.id)
+    assert done["status"] == "succeeded", done  # and the chunk that completed it sent the merge
+    assert same_tagging(output(client, batch.id), one_process(model, lines))
+    assert done["resent"] == 2 and "gone@nowhere" not in done["workers"]
+    assert all(sent_again_by_the_sweep(stack, chunk_note(batch.id, i)) for i in range(batch.chunks))
+
+
+def test_a_merge_whose_sender_died_after_the_last_chunk_was_recorded_is_sent_by_the_sweep(
+    client: httpx.Client, model: dict[str, Any], stack: dict[str, Any]
+) -> None:
+    """A batch of which a chunk was sent again, its last chunk recorded done by a worker that died before
+    sending the merge: every chunk done, no merge on any queue. The chunks' outputs are written here as a
+    worker would, then the sweep sends the merge."""
+    from jobstore.batches import chord_note, chunk_note, chunk_output_path, merge_note, result_line
+
+    lines = [f"{s} ( line {i} )" for i, s in enumerate(SENTENCES * 2)]  # 12 sentences, 2 chunks
+    batch = recorded_batch(stack, model, lines)
+    operator, batches, live = stack["operator"], Batches(stack["store"]), f"a@{stack['queue']}"
+    alive = {w.name for w in stack["store"].live_workers(HEARTBEAT_TIMEOUT_S)}
+    parts = [one_process(model, lines[i : i + CHUNK]) for i in range(0, len(lines), CHUNK)]
+    for index, results in enumerate(parts):
+        path = chunk_output_path(batch.id, index, "a")
+        operator.local(path).parent.mkdir(parents=True, exist_ok=True)
+        operator.local(path).write_text("".join(result_line(r) for r in results), encoding="utf-8")
+        operator.push(path)
+    batches.sent(chord_note(batch.id, batch.chunks))
+    assert batches.start_chunk(batch.id, 0, "gone@nowhere", "lost-0")
+    assert [(b, i) for b, i in batches.lost_chunks(alive, timeout_s=0) if b == batch.id] == [(batch.id, 0)]
+    batches.sent(chunk_note(batch.id, 0))  # sent again, and claimed by a live worker:
+    for index, results in enumerate(parts):
+        assert batches.start_chunk(batch.id, index, live, f"t{index}")
+        words = sum(len(r["tokens"]) for r in results)
+        after = batches.chunk_done(batch.id, index, "a", live, len(results), words, 0.1)
+    assert after is not None and after.chunks_done == after.chunks and after.status == "running"
+    back_date(stack, merge_note(batch.id))  # noted with the last chunk's record: its worker died here
+    done = ended(client, batch.id)
+    assert done["status"] == "succeeded", done
+    assert same_tagging(output(client, batch.id), one_process(model, lines))
+    assert sent_again_by_the_sweep(stack, merge_note(batch.id))
 
 
 def test_a_chunk_whose_worker_is_killed_whole_is_sent_again_and_the_output_is_unchanged(

@@ -13,6 +13,12 @@ broker's visibility timeout, hours away. So every worker's main process also swe
 a chunk noted running on a worker that stopped reporting for ``heartbeat_timeout_s`` is sent again,
 outside the chord, and the chunk that completes such a batch then sends the merge itself.
 
+Each of those sends, and the API's send of a new batch's chord, follows a transaction that noted it in
+the batches' outbox (``jobstore/batches.py``), and the note goes once the message is sent. The sweep
+also sends again every note left for over ``heartbeat_timeout_s`` whose message is still wanted: its
+sender died between the record and the send, which would otherwise leave the batch queued or running
+for ever.
+
 The engine is imported inside the tasks, so the worker's main process stays free of torch. A pool
 process keeps the models it loaded (``_tagger``) for the chunks it runs next, as many as the
 worker's ``max_tasks_per_child`` lets it.
@@ -35,11 +41,14 @@ from celery.signals import worker_ready, worker_shutdown
 from jobstore.batches import (
     Batches,
     batch_queue,
+    chunk_note,
     chunk_output_path,
     folder,
     input_path,
+    merge_note,
     output_path,
     result_line,
+    send_note,
 )
 from jobstore.broker import MERGE_BATCH, TAG_CHUNK
 from jobstore.settings import Settings, get_settings
@@ -81,10 +90,10 @@ def tag_chunk(self: Any, batch_id: str, index: int) -> dict[str, Any]:
     batches, artifacts = _batches(), get_settings().artifacts
     worker = self.request.hostname or "worker"
     try:
-        todo = batches.start_chunk(batch_id, index, worker)
+        todo = batches.start_chunk(batch_id, index, worker, self.request.id)
     except NotFound:
         return {"chunk": index, "ran": False}
-    if not todo:  # done by an earlier attempt, or the batch ended (cancelled, failed)
+    if not todo:  # done by an earlier attempt, tagged by another delivery, or the batch ended
         log.info("chunk not to be tagged: delivery ignored", extra={"batch_id": batch_id, "chunk": index})
         return {"chunk": index, "ran": False}
     started, attempt = time.monotonic(), secrets.token_hex(4)
@@ -123,24 +132,17 @@ def tag_chunk(self: Any, batch_id: str, index: int) -> dict[str, Any]:
             artifacts.local(target).unlink(missing_ok=True)
     seconds = time.monotonic() - started
     try:
-        recorded = retrying(batches.chunk_done, batch_id, index, attempt, worker, len(items), words, seconds)
+        after = retrying(batches.chunk_done, batch_id, index, attempt, worker, len(items), words, seconds)
     except NotFound:  # cancelled and deleted while this chunk ran: its file must not outlive the record
-        recorded = False
-    if not recorded:
+        after = None
+    if after is None:
         artifacts.delete(target)  # another attempt finished it first, or the batch ended
         return {"chunk": index, "ran": True, "recorded": False}
     log.info("chunk tagged", extra={"batch_id": batch_id, "chunk": index, "sentences": len(items),
                                     "words": words, "seconds": round(seconds, 2)})
-    _merge_if_sent_again(batches, batch_id)
+    if after.resent and after.chunks_done == after.chunks:  # chunk_done noted the merge: outside the chord
+        _send(batches, merge_note(batch_id), get_settings())
     return {"chunk": index, "ran": True, "sentences": len(items), "words": words}
-
-
-def _merge_if_sent_again(batches: Batches, batch_id: str) -> None:
-    """Send the merge when this chunk completed a batch of which a chunk was sent again by the sweep:
-    that message is outside the chord, whose own count then never completes."""
-    batch = batches.get(batch_id)
-    if batch.resent and batch.status == "running" and batch.chunks_done == batch.chunks:
-        celery_app.send_task(MERGE_BATCH, args=[[], batch_id], queue=batch_queue(get_settings()))
 
 
 @celery_app.task(name=MERGE_BATCH, bind=True, max_retries=MERGE_MAX_WAITS)
@@ -177,27 +179,44 @@ def merge_batch(self: Any, _results: list[Any], batch_id: str) -> dict[str, Any]
     return {"batch_id": batch_id, "merged": True, "bytes": size}
 
 
-# --- the sweep for chunks of lost workers ---------------------------------------------------------
+# --- the sweep for chunks of lost workers, and for messages noted but never said sent -------------
 
 _stop_sweep = threading.Event()
 
 
-def sweep_lost_chunks(batches: Batches, settings: Settings) -> list[tuple[str, int]]:
-    """Send again each chunk whose worker died whole (``Batches.lost_chunks``)."""
+def sweep_batches(batches: Batches, settings: Settings) -> list[tuple[str, int]]:
+    """Send again each chunk whose worker died whole (``Batches.lost_chunks``), and each message noted in
+    the batches' outbox for over ``heartbeat_timeout_s`` that is still wanted (``Batches.unsent``: its
+    sender died before the send). The lost chunks, for the caller."""
     alive = {w.name for w in batches.store.live_workers(settings.heartbeat_timeout_s)}
     lost = batches.lost_chunks(alive, settings.heartbeat_timeout_s)
     for batch_id, index in lost:
         where = {"batch_id": batch_id, "chunk": index}
         log.warning("chunk sent again: its worker stopped reporting", extra=where)
-        celery_app.send_task(TAG_CHUNK, args=[batch_id, index], queue=batch_queue(settings))
+        _send(batches, chunk_note(batch_id, index), settings)
+    for note in batches.unsent(settings.heartbeat_timeout_s):
+        log.warning("batch message sent again: it was noted but its send was never confirmed",
+                    extra={"note": note})
+        _send(batches, note, settings)
     return lost
+
+
+def _send(batches: Batches, note: str, settings: Settings) -> None:
+    """Send the message of the outbox's ``note`` and remove the note. A broker or Redis away for a moment
+    leaves the note, and a later sweep sends the message again if it is still wanted (a second delivery
+    is harmless)."""
+    try:
+        send_note(celery_app, note, batch_queue(settings))
+        batches.sent(note)
+    except Exception:
+        log.exception("batch message not confirmed sent: the sweep sends it again", extra={"note": note})
 
 
 def _sweep(every_s: float) -> None:
     batches, settings = _batches(), get_settings()
     while not _stop_sweep.wait(every_s):
         try:
-            sweep_lost_chunks(batches, settings)
+            sweep_batches(batches, settings)
         except Exception:  # Redis away for a moment: try again next time
             log.exception("batch sweep failed")
 

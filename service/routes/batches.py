@@ -8,6 +8,7 @@ import shutil
 from collections.abc import Iterator
 from typing import IO, Annotated, Any
 
+import redis
 from fastapi import APIRouter, File, Form, Response, UploadFile
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
@@ -18,8 +19,9 @@ from jobstore.batches import (
     BatchView,
     InputFormat,
     batch_queue,
-    enqueue_batch,
+    chord_note,
     folder,
+    send_note,
     split_input,
 )
 from jobstore.records import utcnow
@@ -99,12 +101,17 @@ def create_batch_job(
         raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    note = chord_note(batch.id, chunks)  # noted with the record: a worker's sweep sends it if we die here
     try:
-        enqueue_batch(celery, batch.id, chunks, batch_queue(settings))
+        send_note(celery, note, batch_queue(settings))
     except Exception as exc:
-        batches.fail(batch.id, f"could not be queued: {exc}")
+        batches.fail(batch.id, f"could not be queued: {exc}")  # its note is then dropped by the sweep
         msg = "the job queue is unreachable; try again shortly"
         raise ApiError(503, "queue_unreachable", msg, headers={"Retry-After": "5"}) from exc
+    try:
+        batches.sent(note)  # out of the outbox: else a worker's sweep sends the chord again
+    except redis.RedisError:  # the chord is sent: a note left costs one more delivery of each chunk
+        log.warning("batch sent but still noted unsent", exc_info=True, extra={"batch_id": batch.id})
     log.info("batch job queued", extra={"batch_id": batch.id, "sentences": sentences, "chunks": chunks})
     response.headers["Location"] = f"/batch-jobs/{batch.id}"
     return batch
