@@ -89,7 +89,7 @@ def low_resource(args: argparse.Namespace, corpus: str, train: Path, dev: Path, 
 
 
 def full(name: str, train: Path, dev: Path, test: Path, spacy: bool = False) -> Setting:
-    """The whole training set, the default job's teacher (2 epochs, 1e-4), no unlabeled text."""
+    """The whole training set, the default job's teacher (``TeacherConfig()``), no unlabeled text."""
     return Setting(name, DataFiles(train=train, dev=dev, test=test), TeacherConfig(),
                    modes("alone", "kd"), spacy=spacy)
 

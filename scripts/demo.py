@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "tagdistill" / "sample"
 SENTENCE = "Kenji Varga said the Turkish team would travel to Warsaw on Saturday with coach Anna Weber."
 JOB = {  # everything else keeps its default (MiniLM teacher, BiLSTM student, KD + pseudo-labels)
-    "teacher": {"learning_rate": 2e-4, "min_steps": 100},  # 2 epochs, raised to reach 100 steps (8)
+    "teacher": {"epochs": 2, "learning_rate": 2e-4, "min_steps": 100},  # 2 epochs, raised to 100 steps (8)
     "distill": {"epochs": 10, "min_steps": 0},  # 10 passes over the 400 labeled sentences (130 steps)
 }
 
