@@ -60,6 +60,13 @@ function datasetCard(ds, onDelete) {
 }
 
 /** Where a 422 belongs: the file field it names, another form field, or the form as a whole. */
+/** Hide every field's error and the form's general one, before the form is sent again. */
+export function clearErrors(form, general) {
+  for (const slot of form.querySelectorAll("[data-error-for]")) { slot.hidden = true; fill(slot); }
+  for (const input of form.querySelectorAll("[aria-invalid]")) input.removeAttribute("aria-invalid");
+  showError(general, null);
+}
+
 export function placeError(form, general, item) {
   const field = item.param;
   const slot = form.querySelector(`[data-error-for="${field}"]`) || general;
@@ -121,9 +128,7 @@ export async function datasetsPage(main, params, page) {
 
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
-    for (const slot of form.querySelectorAll("[data-error-for]")) { slot.hidden = true; fill(slot); }
-    for (const input of form.querySelectorAll("[aria-invalid]")) input.removeAttribute("aria-invalid");
-    showError(general, null);
+    clearErrors(form, general);
     fill(done);
     const body = new FormData(form);
     for (const [name] of SPLITS) {

@@ -2,7 +2,7 @@
 // service refuses pickles and says which file), the list with labels and size, a job from one, delete.
 
 import { api } from "./api.js";
-import { placeError } from "./datasets.js";
+import { clearErrors, placeError } from "./datasets.js";
 import { fill, fmtBytes, fmtTime, h, showError } from "./util.js";
 
 function teacherRow(t, onDelete) {
@@ -62,9 +62,7 @@ export async function teachersPage(main, params, page) {
 
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
-    for (const slot of form.querySelectorAll("[data-error-for]")) { slot.hidden = true; fill(slot); }
-    for (const input of form.querySelectorAll("[aria-invalid]")) input.removeAttribute("aria-invalid");
-    showError(general, null);
+    clearErrors(form, general);
     fill(done);
     const body = new FormData(form);
     if (!body.get("name")) body.delete("name");
