@@ -54,6 +54,8 @@ def batching_env(service_env: dict[str, str], tmp_path_factory: pytest.TempPathF
         **service_env,
         "TAGDISTILL_KEY_PREFIX": service_env["TAGDISTILL_KEY_PREFIX"] + "batching:",
         "TAGDISTILL_DATA_DIR": str(tmp_path_factory.mktemp("batching-data")),
+        # room for a request of 64 full pieces (the hang-up test): work no machine ends in a client's 0.3 s
+        "TAGDISTILL_MAX_PREDICT_TOTAL_CHARS": str(64 * 20_000),
     }
     env.pop("TAGDISTILL_BATCH_WINDOW_MS", None)  # the default window
     env.pop("TAGDISTILL_BATCH_MAX_INPUTS", None)
@@ -212,9 +214,11 @@ def test_with_window_0_every_response_was_tagged_alone(
 def test_a_batched_predict_whose_client_hangs_up_is_abandoned(
     batching_api: str, batching_log: Path, batched_burst: list, model: dict[str, Any]
 ) -> None:
-    texts = [" ".join([KNOWN] * 200)] * 10  # 10 pieces of 18,000 characters, each tagged alone
+    # 64 pieces of 18,000 characters, each tagged alone: 15-35 ms each here, so over a second in all. (With
+    # 10 pieces a quiet machine tagged them all within the client's wait and nothing was left to abandon.)
+    texts = [" ".join([KNOWN] * 200)] * 64
     body = {"model_id": model["id"], "texts": texts}
-    with httpx.Client(base_url=batching_api, timeout=0.2) as impatient, pytest.raises(httpx.ReadTimeout):
+    with httpx.Client(base_url=batching_api, timeout=0.3) as impatient, pytest.raises(httpx.ReadTimeout):
         impatient.post("/predict", json=body)
 
     def abandoned() -> dict[str, Any] | None:
@@ -222,7 +226,7 @@ def test_a_batched_predict_whose_client_hangs_up_is_abandoned(
         return next((e for e in lines if e.get("message", "").startswith("predict abandoned")), None)
 
     entry = wait_for(abandoned, 20, "the API to give up the request")
-    assert entry["done"] < entry["of"] == 10
+    assert entry["done"] < entry["of"] == 64
 
 
 @pytest.fixture(scope="module")
