@@ -38,12 +38,13 @@ from subset import write_subset
 
 from tagdistill.config import DataFiles, DistillConfig, JobConfig, StudentConfig, TeacherConfig
 from tagdistill.data import Dataset, load_dataset
+from tagdistill.ensemble import StudentTeacher
 from tagdistill.finetune import train_teacher
 from tagdistill.metrics import bytes_on_disk, count_parameters
-from tagdistill.pipeline import label_with_teacher
+from tagdistill.pipeline import co_teach, label_with_teacher
 from tagdistill.progress import ConsoleProgress
 from tagdistill.report import scores
-from tagdistill.tagger import student_predict
+from tagdistill.tagger import load_student, student_predict
 from tagdistill.teacher import Teacher
 from tagdistill.train import set_seed, train_student
 
@@ -168,6 +169,11 @@ def run_setting(s: Setting, args: argparse.Namespace, wanted: Callable[[str], bo
         if mode not in examples:
             examples[mode] = label_with_teacher(cfg, teacher, data, folder / "teacher", progress)
         labeled, unlabeled = examples[mode]
+        teaching = None
+        baseline = folder / f"alone-s{seed}" / "model"  # as in a job: the same seed's student alone
+        if mode != "alone" and distill.baseline_teaches and baseline.is_dir():
+            member = StudentTeacher(load_student(baseline, device), baseline)
+            labeled, unlabeled, teaching = co_teach(cfg, teacher, member, data, labeled, unlabeled, progress)
         model, history = train_student(
             distill, cfg.student, data.labels, labeled, unlabeled, data.dev, unit / "model", device,
             progress, seed,
@@ -177,7 +183,7 @@ def run_setting(s: Setting, args: argparse.Namespace, wanted: Callable[[str], bo
             "train_sentences": len(data.train), "unlabeled_sentences": len(unlabeled),
             **_scores(lambda b, m=model: student_predict(m, b, batch_size=64), data),
             "parameters": count_parameters(model), "bytes_on_disk": bytes_on_disk(unit / "model"),
-            "epochs": history["epochs"],
+            "epochs": history["epochs"], **({"teaching": teaching} if teaching else {}),
             "config": cfg.model_dump(mode="json", include={"student", "distill"}),
             **s.notes,
         })

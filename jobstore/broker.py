@@ -29,7 +29,7 @@ RUN_STUDENT = "tagdistill.run_student"  # a job's second part, when the parts go
 # the parts of a job: its task and its stages (tagdistill.progress.STAGES), in order
 PARTS = {
     "teacher": (RUN_JOB, ("teacher", "labeling")),
-    "student": (RUN_STUDENT, ("student", "baseline", "evaluating")),
+    "student": (RUN_STUDENT, ("baseline", "student", "evaluating")),
 }
 JOB_TASKS = frozenset(task for task, _ in PARTS.values())
 TAG_CHUNK = "tagdistill.tag_chunk"  # batch tagging: tag one chunk of a batch job (worker/batch.py)

@@ -136,6 +136,8 @@ class Model(BaseModel):
     baseline: dict[str, Any] | None = None
     distillation_gain: dict[str, Any] | None = None  # distilled minus baseline F1 by split and type
     served: dict[str, str] | None = None  # {"student": "distilled" | "baseline", "reason": "..."}
+    # who taught the distilled student: {"by": "teacher" | "teacher_and_baseline", "reason", "f1": by split}
+    teaching: dict[str, Any] | None = None
     # the served student in ONNX Runtime: files, bytes, largest difference from torch (or the export's error)
     onnx: dict[str, Any] | None = None
     student_int8: dict[str, Any] | None = None  # the int8 ONNX student's scores and its F1 change from fp32

@@ -224,6 +224,9 @@ def _summary(report: dict[str, Any]) -> dict[str, Any]:
         **({"baseline_" + split + "_f1": report["baseline"][split]["f1"],
             "distillation_gain": report["distillation_gain"][split]["f1"],
             "served": report["served"]} if "served" in report else {}),
+        **({"taught_by": report["teaching"]["by"],
+            f"teacher_and_baseline_{split}_f1": report["teaching"]["f1"][split]["teacher_and_baseline"]}
+           if "teaching" in report else {}),
         "warnings": report["warnings"],
         "student_parameters": report["student"]["parameters"],
         "teacher_parameters": report["teacher"]["parameters"],

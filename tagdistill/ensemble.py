@@ -27,7 +27,7 @@ from torch import Tensor
 from tagdistill.checkpoint import fingerprint
 from tagdistill.meta import META_FILE, read_meta
 from tagdistill.progress import Progress
-from tagdistill.schemes import repair_iob2
+from tagdistill.schemes import argmax_tags
 from tagdistill.student import NeuralTagger
 from tagdistill.tagger import WEIGHTS_FILE, load_student, model_folder, student_predict
 
@@ -142,7 +142,7 @@ class Ensemble:
     def predict(self, sentences: Sequence[Sequence[str]], batch_size: int = 64) -> list[list[str]]:
         """IOB2 tags by argmax over the averaged log-probabilities, made valid by ``repair_iob2``."""
         return [
-            repair_iob2([self.labels[i] for i in scores.argmax(-1).tolist()])
+            argmax_tags(scores, self.labels)
             for scores in self.word_logits(sentences, batch_size)
         ]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from typing import Any, Protocol
 
-STAGES = ("teacher", "labeling", "student", "baseline", "evaluating")
+STAGES = ("teacher", "labeling", "baseline", "student", "evaluating")
 
 
 class Cancelled(Exception):

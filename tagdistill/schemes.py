@@ -8,9 +8,12 @@ the dev selection and ``/predict`` all see the same entities.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from seqeval.metrics.sequence_labeling import get_entities
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 Scheme = Literal["IOB1", "IOB2", "BIOES"]
 IGNORE = -100  # label id that losses skip (padding, non-first sub-tokens, filtered pseudo-labels)
@@ -76,6 +79,12 @@ def repair_iob2(tags: list[str]) -> list[str]:
     finds it. Repaired, strict scoring counts it, and the score matches what ``/predict`` shows.
     """
     return to_iob2(tags, "IOB2")
+
+
+def argmax_tags(scores: Tensor, labels: list[str]) -> list[str]:
+    """A sentence's (n_words, L) word scores (logits or log-probabilities) as IOB2 tags: the argmax
+    label of each word, repaired (``repair_iob2``)."""
+    return repair_iob2([labels[i] for i in scores.argmax(-1).tolist()])
 
 
 def spans(tags: list[str]) -> list[tuple[str, int, int]]:

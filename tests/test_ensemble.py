@@ -12,14 +12,15 @@ from builders import SAMPLE, fixed_student, fixed_teacher, sample_words, tiny_be
 from pydantic import ValidationError
 from safetensors.torch import load_file
 
-from tagdistill.config import DataFiles, JobConfig, StudentConfig
-from tagdistill.data import load_dataset, read_file
+from tagdistill.config import DataFiles, DistillConfig, JobConfig, StudentConfig
+from tagdistill.data import Dataset, Sentence, load_dataset, read_file
 from tagdistill.ensemble import Ensemble, StudentTeacher, load_member
 from tagdistill.metrics import entity_scores
-from tagdistill.pipeline import run_job
+from tagdistill.pipeline import co_teach, run_job
 from tagdistill.progress import NullProgress
 from tagdistill.student import NeuralTagger
 from tagdistill.tagger import save_student
+from tagdistill.train import Example
 from tagdistill.vocab import Vocab
 
 LABELS = ["O", "B-PER", "I-PER"]
@@ -66,6 +67,69 @@ def test_ensemble_averages_members_log_probabilities_in_the_datasets_label_order
     geometric = torch.tensor([[math.sqrt(1 / 3 * 1 / 4), math.sqrt(1 / 3 * 1 / 2), math.sqrt(1 / 3 * 1 / 4)]])
     torch.testing.assert_close(logits[:1].softmax(-1), geometric / geometric.sum(), atol=1e-6, rtol=0)
     assert ensemble.predict([["Anna", "Berg"]]) == [["B-PER", "I-PER"]]
+
+
+class ScoresByWords:
+    """A teacher whose word scores are given per sentence (by its words), whatever the order asked."""
+
+    def __init__(self, labels: list[str], scores: dict[tuple[str, ...], list[list[float]]]) -> None:
+        self.labels, self.scores = labels, scores
+        self.model = torch.nn.Linear(1, 1)
+
+    def word_logits(self, sentences, batch_size=64, progress=None):
+        return [torch.tensor(self.scores[tuple(s)]) for s in sentences]
+
+
+DEV = Sentence(["Anna", "Berg", "said"], ["B-PER", "I-PER", "O"])
+TRAIN, UNLABELED = ["Eva", "ran"], ["Ole", "sang"]
+# over (O, B-PER, I-PER): the teacher leans to O everywhere (1/2, 1/4, 1/4); the "good" baseline is sure
+# of the right tags (8/10 on the right one, 1/10 each on the others) and finds what the teacher misses
+LEAN_O = [math.log(2), 0.0, 0.0]
+SURE = {"O": [math.log(8), 0.0, 0.0], "B-PER": [0.0, math.log(8), 0.0], "I-PER": [0.0, 0.0, math.log(8)]}
+RIGHT = {("Anna", "Berg", "said"): [SURE["B-PER"], SURE["I-PER"], SURE["O"]],
+         tuple(TRAIN): [SURE["B-PER"], SURE["O"]], tuple(UNLABELED): [SURE["B-PER"], SURE["O"]]}
+LEANING = {words: [LEAN_O] * len(words) for words in RIGHT}
+
+
+def co_teaching(teacher, baseline, mode: str = "kd_pseudo"):
+    data = Dataset(train=[Sentence(TRAIN, ["B-PER", "O"])], dev=[DEV], test=[],
+                   unlabeled=[Sentence(UNLABELED)], labels=LABELS, scheme="IOB2")
+    labeled = [Example(TRAIN, [1, 0], torch.tensor(LEANING[tuple(TRAIN)]))]
+    pseudo = [0, 0] if mode == "kd_pseudo" else None  # the teacher's argmax: O, O
+    unlabeled = [Example(UNLABELED, pseudo, torch.tensor(LEANING[tuple(UNLABELED)]))]
+    cfg = JobConfig(dataset_id="ds_test").model_copy(update={"distill": DistillConfig(mode=mode)})
+    return labeled, unlabeled, co_teach(cfg, teacher, baseline, data, labeled, unlabeled, NullProgress())
+
+
+def test_the_baseline_teaches_beside_the_teacher_when_together_they_tag_dev_better():
+    teacher, baseline = ScoresByWords(LABELS, LEANING), ScoresByWords(LABELS, RIGHT)
+    _, _, (labeled, unlabeled, teaching) = co_teaching(teacher, baseline)
+    # dev: the teacher finds no entity (F1 0); the average finds Anna Berg (F1 1)
+    assert teaching["by"] == "teacher_and_baseline"
+    assert teaching["f1"] == {"dev": {"teacher": 0.0, "teacher_and_baseline": 1.0}}
+    ln = math.log
+    # "Eva": the mean of log(1/2, 1/4, 1/4) and log(1/10, 8/10, 1/10); "ran": of log(1/2, 1/4, 1/4) and
+    # log(8/10, 1/10, 1/10)
+    eva = [(ln(1 / 2) + ln(1 / 10)) / 2, (ln(1 / 4) + ln(8 / 10)) / 2, (ln(1 / 4) + ln(1 / 10)) / 2]
+    ran = [(ln(1 / 2) + ln(8 / 10)) / 2, (ln(1 / 4) + ln(1 / 10)) / 2, (ln(1 / 4) + ln(1 / 10)) / 2]
+    torch.testing.assert_close(labeled[0].teacher, torch.tensor([eva, ran]), atol=1e-6, rtol=0)
+    assert labeled[0].tags == [1, 0]  # gold stays gold
+    torch.testing.assert_close(unlabeled[0].teacher, torch.tensor([eva, ran]), atol=1e-6, rtol=0)
+    assert unlabeled[0].tags == [1, 0]  # pseudo-labels from the average: Ole is B-PER, not the teacher's O
+
+
+def test_the_teacher_teaches_alone_when_the_baseline_adds_nothing_on_dev():
+    teacher, baseline = ScoresByWords(LABELS, RIGHT), ScoresByWords(LABELS, LEANING)
+    before_labeled, before_unlabeled, (labeled, unlabeled, teaching) = co_teaching(teacher, baseline)
+    assert teaching["by"] == "teacher"
+    assert teaching["f1"]["dev"] == {"teacher": 1.0, "teacher_and_baseline": 1.0}  # a tie: not better
+    assert labeled is before_labeled and unlabeled is before_unlabeled  # its examples, untouched
+
+
+def test_co_teaching_in_kd_mode_gives_no_pseudo_labels():
+    teacher, baseline = ScoresByWords(LABELS, LEANING), ScoresByWords(LABELS, RIGHT)
+    _, _, (_, unlabeled, teaching) = co_teaching(teacher, baseline, "kd")
+    assert teaching["by"] == "teacher_and_baseline" and unlabeled[0].tags is None
 
 
 def test_member_with_other_labels_is_refused_by_name():

@@ -67,6 +67,18 @@ def test_job_serves_the_student_with_the_better_dev_f1_and_reports_the_gain(tiny
     assert isinstance(report["warnings"], list)
 
 
+def test_job_says_who_taught_the_distilled_student_chosen_on_dev(tiny_job):
+    _, report = tiny_job
+    teaching = report["teaching"]
+    f1 = teaching["f1"]
+    # the teacher's own figures, as evaluate scored them: the same argmax tags, repaired
+    for split in ("dev", "test"):
+        assert f1[split]["teacher"] == pytest.approx(report["teacher"][split]["f1"])
+    together = f1["dev"]["teacher_and_baseline"] > f1["dev"]["teacher"]
+    assert teaching["by"] == ("teacher_and_baseline" if together else "teacher")
+    assert f"{f1['dev']['teacher']:.4f}" in teaching["reason"]
+
+
 def test_job_analysis_matches_the_served_students_test_scores(tiny_job):
     from tagdistill.analysis import MISSED, SPURIOUS
 

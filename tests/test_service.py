@@ -118,6 +118,8 @@ def test_job_runs_to_success_and_its_student_tags(
         assert model["student"]["dev"]["f1"] >= model["baseline"]["dev"]["f1"]
     else:
         assert model["student"] == model["baseline"]
+    assert model["teaching"]["by"] in ("teacher", "teacher_and_baseline")  # who taught the distilled one
+    assert model["teaching"]["f1"]["test"]["teacher"] == pytest.approx(model["teacher"]["test"]["f1"])
     assert model["config"] == trained["config"]  # the config as submitted, typed, in both records
 
     response = client.post("/predict", json={"model_id": model["id"], "texts": [KNOWN]})
@@ -147,7 +149,7 @@ def test_events_are_ordered_and_streamed(client: httpx.Client, trained: dict[str
     events = client.get(f"/jobs/{trained['id']}/events").json()
     assert [e["seq"] for e in events] == list(range(len(events)))
     stages = [e["data"]["stage"] for e in events if e["type"] == "stage"]
-    assert stages == ["teacher", "labeling", "student", "baseline", "evaluating"]
+    assert stages == ["teacher", "labeling", "baseline", "student", "evaluating"]
     assert any(e["type"] == "epoch" and e["data"]["stage"] == "baseline" for e in events)
     statuses = [e["data"]["status"] for e in events if e["type"] == "status"]
     assert statuses == ["queued", "running", "succeeded"]

@@ -206,7 +206,7 @@ def test_job_page_shows_the_finished_job(page: Page, finished: dict[str, Any], a
     assert finished["status"] == "succeeded", finished
     page.goto(f"/#/jobs/{finished['id']}")
     expect(page.locator("#main .badge")).to_have_text("succeeded")
-    for stage in ("teacher", "labeling", "student", "baseline", "evaluating"):
+    for stage in ("teacher", "labeling", "baseline", "student", "evaluating"):
         expect(page.locator(f".timeline [data-stage={stage}]")).to_have_attribute("data-state", "done")
     expect(page.get_by_role("progressbar", name="job progress")).to_have_attribute("aria-valuenow", "100")
     expect(page.get_by_role("button", name="Cancel job")).to_be_hidden()
@@ -233,6 +233,9 @@ def test_job_page_shows_the_finished_job(page: Page, finished: dict[str, Any], a
     panel = page.get_by_label("distillation gain")
     expect(panel).to_contain_text(f"Distillation gain: {'+' if gain > 0 else ''}{gain:.1f} F1 points on test")
     expect(panel).to_contain_text(f"Served: the {report['served']['student']} student")
+    together = report["teaching"]["by"] == "teacher_and_baseline"
+    taught = "the teacher and the baseline together" if together else "the teacher alone"
+    expect(panel).to_contain_text(f"Taught by {taught}: {report['teaching']['reason']}.")
     shoot(page, artifacts, "job")
 
 

@@ -24,7 +24,7 @@ from tagdistill.progress import STAGES, Cancelled
 log = logging.getLogger("tagdistill.worker")
 
 # Share of a whole job's time per stage (a teacher fine-tuning dominates), for the fraction and ETA.
-STAGE_WEIGHTS = {"teacher": 0.45, "labeling": 0.1, "student": 0.2, "baseline": 0.15, "evaluating": 0.1}
+STAGE_WEIGHTS = {"teacher": 0.45, "labeling": 0.1, "baseline": 0.15, "student": 0.2, "evaluating": 0.1}
 WRITE_EVERY_S = 0.5  # progress written to the job record at most this often
 EVENT_EVERY_S = 2.0  # "progress" events at most this often (stage and epoch events always)
 

@@ -192,7 +192,8 @@ def model_record(store: Store, data: DataDir, job: Job, cfg: JobConfig, report: 
         student_path=data.relative(student_dir), teacher_path=data.relative(teacher_dir),
         teacher=report["teacher"], student=report["student"], speedup=report["speedup"],
         baseline=report.get("baseline"), distillation_gain=report.get("distillation_gain"),
-        served=report.get("served"), onnx=report.get("onnx"), student_int8=report.get("student_int8"),
+        served=report.get("served"), teaching=report.get("teaching"), onnx=report.get("onnx"),
+        student_int8=report.get("student_int8"),
         warnings=report["warnings"],
         seconds=report["seconds"], device=report["device"], machine=report.get("machine"), config=job.config,
     )

@@ -154,7 +154,7 @@ export function headline(result) {
 }
 
 /** What distillation bought: the served student against the baseline (the same student trained alone,
- * same budget), which of the two is served and why, and the report's warnings. */
+ * same budget), which of the two is served and why, who taught the distilled one, and the report's warnings. */
 export function gainPanel(result) {
   const split = reportSplit(result.teacher);
   const gain = result.distillation_gain?.[split];
@@ -172,6 +172,9 @@ export function gainPanel(result) {
       "for the same student trained alone, with the same budget",
       perType ? `; by type: ${perType}.` : ".") : null,
     result.served ? h("p", { class: "muted small served" }, `Served: ${result.served.reason}.`) : null,
+    result.teaching ? h("p", { class: "muted small teaching" }, "Taught by ",
+      result.teaching.by === "teacher_and_baseline" ? "the teacher and the baseline together" : "the teacher alone",
+      `: ${result.teaching.reason}.`) : null,
     warnings.length ? h("ul", { class: "warnings", role: "alert" },
       warnings.map((w) => h("li", {}, `Warning: ${w}`))) : null,
   );

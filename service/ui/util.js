@@ -80,7 +80,7 @@ export function typeHue(label) {
 }
 
 export const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
-export const STAGES = ["teacher", "labeling", "student", "baseline", "evaluating"];
+export const STAGES = ["teacher", "labeling", "baseline", "student", "evaluating"];
 
 export function statusBadge(status) {
   return h("span", { class: `badge badge-${status}` }, status);
