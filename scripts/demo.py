@@ -150,6 +150,10 @@ def show_model(model: dict[str, Any]) -> None:
     if model.get("distillation_gain"):
         print(f"distillation gain on {split}: {100 * model['distillation_gain'][split]['f1']:+.1f} F1 points "
               f"over the same student trained alone; served: {model['served']['reason']}")
+    if model.get("teaching"):
+        together = model["teaching"]["by"] == "teacher_and_baseline"
+        who = "the teacher and the baseline together" if together else "the teacher alone"
+        print(f"taught by {who}: {model['teaching']['reason']}")
     for warning in model.get("warnings", []):
         print(f"warning: {warning}")
     print(f"device: {model['device']}; seconds per stage: "

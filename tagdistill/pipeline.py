@@ -316,11 +316,10 @@ def co_teach(
             who: entity_scores(gold, [argmax_tags(x, data.labels) for x in logits])["f1"]
             for who, logits in (("teacher", alone), ("teacher_and_baseline", joint))
         }
-    dev = f1["dev"]
-    joins = dev["teacher_and_baseline"] > dev["teacher"]
+    both, teacher_only = f1["dev"]["teacher_and_baseline"], f1["dev"]["teacher"]
+    joins = both > teacher_only
     by = "teacher_and_baseline" if joins else "teacher"
-    reason = (f"dev F1 {dev['teacher_and_baseline']:.4f} for the teacher and the baseline together, "
-              f"{dev['teacher']:.4f} for the teacher alone")
+    reason = f"dev F1 {both:.4f} together against {teacher_only:.4f} for the teacher alone"
     who = "the teacher and the baseline" if joins else "the teacher"
     progress.log(f"teaching the distilled student: {who} ({reason})")
     entry = {"by": by, "reason": reason, "f1": f1}
