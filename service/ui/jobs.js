@@ -21,6 +21,7 @@ const FIELDS = [
     options: [["kd_pseudo", "soft targets + pseudo-labels"], ["kd", "soft targets"], ["alone", "none (gold labels only)"]] },
   { path: "distill.epochs", label: "Student epochs (at most)", type: "number", value: 40, min: 0 },
   { path: "distill.baseline", label: "Also train the student alone, to measure the gain", type: "checkbox", value: true },
+  { path: "distill.baseline_teaches", label: "Let that student teach beside the teacher when the two are better on dev", type: "checkbox", value: true },
   { path: "device", label: "Device", type: "select", value: "auto", options: [["auto", "auto (GPU if any)"], ["cpu", "CPU"], ["cuda", "CUDA GPU"]] },
 ];
 
