@@ -170,7 +170,9 @@ def run_setting(s: Setting, args: argparse.Namespace, wanted: Callable[[str], bo
             examples[mode] = label_with_teacher(cfg, teacher, data, folder / "teacher", progress)
         labeled, unlabeled = examples[mode]
         teaching = None
-        baseline = folder / f"alone-s{seed}" / "model"  # as in a job: the same seed's student alone
+        # as in a job, the same seed's student alone may teach too; without that unit (--only 'kd-*' on a
+        # fresh folder) the teacher teaches alone, and the result has no "teaching"
+        baseline = folder / f"alone-s{seed}" / "model"
         if mode != "alone" and distill.baseline_teaches and baseline.is_dir():
             member = StudentTeacher(load_student(baseline, device), baseline)
             labeled, unlabeled, teaching = co_teach(cfg, teacher, member, data, labeled, unlabeled, progress)
