@@ -59,7 +59,6 @@ function datasetCard(ds, onDelete) {
   );
 }
 
-/** Where a 422 belongs: the file field it names, another form field, or the form as a whole. */
 /** Hide every field's error and the form's general one, before the form is sent again. */
 export function clearErrors(form, general) {
   for (const slot of form.querySelectorAll("[data-error-for]")) { slot.hidden = true; fill(slot); }
@@ -67,6 +66,7 @@ export function clearErrors(form, general) {
   showError(general, null);
 }
 
+/** Where a 422 belongs: the file field it names, another form field, or the form as a whole. */
 export function placeError(form, general, item) {
   const field = item.param;
   const slot = form.querySelector(`[data-error-for="${field}"]`) || general;
