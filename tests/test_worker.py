@@ -190,3 +190,13 @@ def test_deliveries_of_ended_jobs_are_dropped_before_the_pool_and_a_requeue_stil
     ended = wait_for(lambda: store.get_job(ids[0]).status in ("failed", "succeeded"), 120, "the requeued run")
     assert ended and store.get_job(ids[0]).attempts == 1  # it ran (and failed: its dataset has no files)
     assert celery.AsyncResult(ids[0]).state == "SUCCESS"
+
+
+def test_a_cuda_job_split_across_queues_runs_its_student_part_on_whatever_the_cpu_worker_has() -> None:
+    from worker.tasks import part_config
+
+    cfg = JobConfig(dataset_id="ds_1", device="cuda")
+    assert part_config(cfg, "teacher", split=True).device == "cuda"  # the teacher part keeps its GPU
+    assert part_config(cfg, "student", split=True).device == "auto"  # the cpu queue's worker may have none
+    assert part_config(cfg, "student", split=False).device == "cuda"  # one queue: one worker runs it all
+    assert part_config(cfg.model_copy(update={"device": "cpu"}), "student", split=True).device == "cpu"

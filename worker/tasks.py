@@ -92,6 +92,7 @@ def execute(store: Store, data: DataDir, job: Job, progress: RedisProgress, part
         if settings.torch_threads:
             torch.set_num_threads(settings.torch_threads)
         cfg, files = retrying(job_inputs, store, data, job)
+        cfg = part_config(cfg, part, settings.split_jobs)
         with after_save(_checkpoint_pusher(artifacts, folder, progress.cancelled)):
             report = run_pipeline(cfg, files, data.job(job.id), progress, "labeling" if hand_on else None)
         # before the job ends or moves on: whoever reads it next (a worker, the API) finds it all there
@@ -118,6 +119,15 @@ def execute(store: Store, data: DataDir, job: Job, progress: RedisProgress, part
     if ended.status == "running":  # a cancel came after the last check: no model, the job ends cancelled
         ended = retrying(store.finish_job, job.id, "cancelled", job.attempts)
     return ended.status
+
+
+def part_config(cfg: JobConfig, part: str, split: bool) -> JobConfig:
+    """The config a part runs with. ``device: "cuda"`` asks for a GPU for the teacher; with the job split,
+    the student part runs on the cpu queue's worker, which may have none: there it is ``"auto"`` (that
+    worker's GPU if it has one, else its CPU), not a failure after the teacher's work is done."""
+    if split and part == "student" and cfg.device == "cuda":
+        return cfg.model_copy(update={"device": "auto"})
+    return cfg
 
 
 def hand_over(store: Store, job: Job) -> str:
