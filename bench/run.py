@@ -141,11 +141,15 @@ def run_setting(s: Setting, args: argparse.Namespace, wanted: Callable[[str], bo
     if not any(u != f"{s.name}/spacy" for u in todo):
         return
 
+    # the students alone never read the teacher: a process running only those (--only '*/alone-*' beside
+    # another that trains the teacher) neither trains nor loads one
+    needs_teacher = any(u != f"{s.name}/spacy" and "/alone-" not in u for u in todo)
     teacher_dir = folder / "teacher" / "model"
     started = time.perf_counter()
-    if (folder / "teacher" / "result.json").is_file():
+    teacher: Teacher | None = None
+    if needs_teacher and (folder / "teacher" / "result.json").is_file():
         teacher = Teacher.load(teacher_dir, device)
-    else:
+    elif needs_teacher:
         set_seed(args.seed)
         teacher = train_teacher(s.teacher, data.train, data.dev, data.labels, teacher_dir, device, progress,
                                 args.seed, folder / "teacher" / "checkpoints")

@@ -269,13 +269,16 @@ def teacher_folders(cfg: JobConfig, work_dir: Path) -> list[Path]:
 
 
 def label_with_teacher(
-    cfg: JobConfig, teacher: WordTeacher, data: Dataset, work_dir: Path, progress: Progress
+    cfg: JobConfig, teacher: WordTeacher | None, data: Dataset, work_dir: Path, progress: Progress
 ) -> tuple[list[Example], list[Example]]:
-    """The student's examples: gold tags plus the teacher's cached logits (and pseudo-labels)."""
+    """The student's examples: gold tags plus the teacher's cached logits (and pseudo-labels); in mode
+    "alone" the gold tags only, and the teacher may be None."""
     label_id = label_index(data.labels)
     unlabeled = data.unlabeled if cfg.distill.mode != "alone" else []
     logits: list[torch.Tensor | None] = [None] * (len(data.train) + len(unlabeled))
     if cfg.distill.mode != "alone":
+        if teacher is None:
+            raise ValueError(f'distill.mode "{cfg.distill.mode}" needs a teacher')
         sentences = data.train + unlabeled
         logits = list(cached_logits(teacher, sentences, cfg, work_dir, progress))
     labeled = [
