@@ -96,6 +96,7 @@ def run_job(
     trained: dict[str, tuple[torch.nn.Module, Path]] = {}
     histories: dict[str, dict[str, Any]] = {}
     teaching: dict[str, Any] | None = None
+    teacher_tags: dict[str, list[list[str]]] = {}  # by split, when co-teaching tagged dev and test already
     t0 = time.perf_counter()
     if compare:
         alone = cfg.distill.model_copy(update={"mode": "alone"})
@@ -106,8 +107,9 @@ def run_job(
         )
         trained["baseline"] = (model, work_dir / "baseline")
         if cfg.distill.baseline_teaches:
+            baseline = StudentTeacher(model, work_dir / "baseline")
             labeled, unlabeled, teaching = co_teach(
-                cfg, teacher, StudentTeacher(model, work_dir / "baseline"), data, labeled, unlabeled, progress
+                cfg, teacher, baseline, data, labeled, unlabeled, progress, teacher_tags
             )
     else:
         progress.stage("baseline", 0)
@@ -125,7 +127,8 @@ def run_job(
     timings["student"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    report, predicted = evaluate(teacher, teacher_folders(cfg, work_dir), trained, data, progress)
+    folders = teacher_folders(cfg, work_dir)
+    report, predicted = evaluate(teacher, folders, trained, data, progress, teacher_tags)
     if compare:
         report["distillation_gain"] = gain(report["distilled"], report["baseline"])
         if teaching is not None:
@@ -295,6 +298,7 @@ def label_with_teacher(
 def co_teach(
     cfg: JobConfig, teacher: WordTeacher, baseline: WordTeacher, data: Dataset,
     labeled: list[Example], unlabeled: list[Example], progress: Progress,
+    teacher_tags: dict[str, list[list[str]]] | None = None,
 ) -> tuple[list[Example], list[Example], dict[str, Any]]:
     """The baseline student as a second teacher: the distilled student's examples with the teacher's and the
     baseline's word log-probabilities averaged (``average_log_probs``, as an ensemble's members are), and
@@ -306,6 +310,8 @@ def co_teach(
     different errors. On CoNLL-2003 with 3,000 labels the teacher scored 0.818 test F1, the student alone
     0.829 and the two averaged 0.867 (docs/BENCHMARKS.md, "The baseline teaches too"). A teacher far
     stronger than the student gains nothing from the average on dev, and keeps teaching alone.
+
+    ``teacher_tags``: where the teacher's own tags on dev and test are kept (by split), for the report.
     """
     batch = cfg.teacher.eval_batch_size
     splits = {"dev": data.dev, **({"test": data.test} if data.test else {})}
@@ -315,10 +321,11 @@ def co_teach(
         alone = teacher.word_logits(tokens, batch)
         joint = average_log_probs([alone, baseline.word_logits(tokens, batch)])
         gold = [s.tags for s in sentences]
-        f1[split] = {
-            who: entity_scores(gold, [argmax_tags(x, data.labels) for x in logits])["f1"]
-            for who, logits in (("teacher", alone), ("teacher_and_baseline", joint))
-        }
+        tags = {who: [argmax_tags(x, data.labels) for x in logits]
+                for who, logits in (("teacher", alone), ("teacher_and_baseline", joint))}
+        f1[split] = {who: entity_scores(gold, tagged)["f1"] for who, tagged in tags.items()}
+        if teacher_tags is not None:
+            teacher_tags[split] = tags["teacher"]
     both, teacher_only = f1["dev"]["teacher_and_baseline"], f1["dev"]["teacher"]
     joins = both > teacher_only
     by = "teacher_and_baseline" if joins else "teacher"
@@ -376,12 +383,14 @@ def evaluate(
     students: dict[str, tuple[torch.nn.Module, Path]],
     data: Dataset,
     progress: Progress,
+    teacher_tags: dict[str, list[list[str]]] | None = None,
 ) -> tuple[dict[str, Any], dict[str, dict[str, list[list[str]]]]]:
     """Every model's entry (``report.model_entry``): F1 on dev and test, size, and words/s measured side by
     side (``report.speeds``), and its predicted tags per split. An ensemble is the teacher (its size: its
     members'; its speed: all of them tagging in turn, what the student replaces), and the teacher's
     ``members`` list each member's scores, parameters and size. One progress step per model, member and
-    round of speeds."""
+    round of speeds. ``teacher_tags``: the teacher's tags by split where they are known already
+    (``co_teach``'s), so that it does not tag those splits again."""
     splits = {"dev": data.dev, **({"test": data.test} if data.test else {})}
     timed = [s.tokens for s in (data.test or data.dev)]  # file order: a fair sample
     rounds = 3
@@ -396,7 +405,8 @@ def evaluate(
     }
     report = {}
     for name, (model, folder) in models.items():
-        report[name] = model_entry(predicts[name], model, folder, splits, predicted[name])
+        known = teacher_tags if name == "teacher" else None
+        report[name] = model_entry(predicts[name], model, folder, splits, predicted[name], known)
         progress.step(1)
     if members:
         report["teacher"]["members"] = []

@@ -21,13 +21,15 @@ WEAK_TYPE_RATIO = 0.5  # a type whose student F1 is below this share of the teac
 
 
 def scores(
-    predict: Predict, splits: dict[str, Sequence[Sentence]], predicted: dict[str, Any] | None = None
+    predict: Predict, splits: dict[str, Sequence[Sentence]], predicted: dict[str, Any] | None = None,
+    known: dict[str, list[list[str]]] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Entity scores (overall and per type) of ``predict`` on each labeled split; with ``predicted``, the
-    predicted tags of each split are kept there too (for the error analysis)."""
+    predicted tags of each split are kept there too (for the error analysis); a split in ``known`` is
+    scored on the tags given there (the same model's, tagged earlier), not tagged again."""
     out = {}
     for name, sents in splits.items():
-        tags = predict([s.tokens for s in sents])
+        tags = known[name] if known and name in known else predict([s.tokens for s in sents])
         if predicted is not None:
             predicted[name] = tags
         out[name] = entity_scores([s.tags or [] for s in sents], tags)
@@ -60,13 +62,14 @@ def model_entry(
     folder: Path | list[Path],
     splits: dict[str, Sequence[Sentence]],
     predicted: dict[str, list[list[str]]] | None = None,
+    known: dict[str, list[list[str]]] | None = None,
 ) -> dict[str, Any]:
     """One model's part of a report but its speeds (``speeds``, measured beside the others): scores per
     split, parameters and bytes on disk (of a teacher ensemble: its members' folders together);
-    ``predicted`` as for ``scores``."""
+    ``predicted`` and ``known`` as for ``scores``."""
     folders = folder if isinstance(folder, list) else [folder]
     return {
-        **scores(predict, splits, predicted),
+        **scores(predict, splits, predicted, known),
         "parameters": count_parameters(model),
         "bytes_on_disk": sum(bytes_on_disk(f) for f in folders),
     }

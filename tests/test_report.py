@@ -1,8 +1,23 @@
-"""The report's speeds: measured side by side, round by round."""
+"""The report's scores and speeds: speeds measured side by side, round by round."""
 
 from __future__ import annotations
 
-from tagdistill.report import speeds
+from tagdistill.data import Sentence
+from tagdistill.report import scores, speeds
+
+
+def test_a_split_whose_tags_are_known_is_scored_on_them_and_not_tagged_again() -> None:
+    tagged: list[list[list[str]]] = []
+    def predict(batch: list[list[str]]) -> list[list[str]]:
+        tagged.append(batch)
+        return [["O"] * len(s) for s in batch]
+
+    splits = {"dev": [Sentence(["Paris"], ["B-LOC"])], "test": [Sentence(["Rome", "wins"], ["B-LOC", "O"])]}
+    kept: dict[str, list[list[str]]] = {}
+    found = scores(predict, splits, kept, known={"dev": [["B-LOC"]]})
+    assert tagged == [[["Rome", "wins"]]]  # only test was tagged
+    assert found["dev"]["f1"] == 1.0 and found["test"]["f1"] == 0.0
+    assert kept == {"dev": [["B-LOC"]], "test": [["O", "O"]]}
 
 
 def test_speeds_time_every_model_once_per_round_and_report_medians() -> None:
