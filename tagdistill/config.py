@@ -125,18 +125,6 @@ class StudentConfig(_Strict):
         "up to max_vocab",
     )
     min_word_freq: int = Field(1, ge=1, description="rarer words map to <unk>")
-    singleton_unk: float = Field(
-        0.0,
-        ge=0,
-        le=1,
-        description="chance that a word seen once in training reads as <unk> at a training step, so that "
-        "<unk>, which every word outside the table gets when tagging, is learnt (Lample et al. 2016)",
-    )
-    freeze_vectors: bool = Field(
-        False,
-        description="keep the pretrained vectors as they are (the other rows learn): the words that only the "
-        "vectors brought, never seen in training, then stay in the same space as the words seen",
-    )
     max_vocab: int = Field(
         40000, ge=100, description="keep the most frequent words (bounds the parameter count)"
     )

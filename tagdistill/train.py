@@ -41,7 +41,7 @@ from tagdistill.schemes import IGNORE
 from tagdistill.student import NeuralTagger
 from tagdistill.tagger import WEIGHTS_FILE, save_student, student_predict
 from tagdistill.vectors import match_vectors, read_vectors
-from tagdistill.vocab import UNK_ID, Vocab
+from tagdistill.vocab import Vocab
 
 
 @dataclass
@@ -65,17 +65,9 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _batch_loss(
-    model: NeuralTagger, batch: list[Example], cfg: DistillConfig, singletons: torch.Tensor | None = None
-) -> torch.Tensor:
-    """The loss of one batch; with ``singletons`` (a bool per vocabulary word), each such word reads as
-    <unk> with the chance ``singleton_unk`` of the student's config."""
+def _batch_loss(model: NeuralTagger, batch: list[Example], cfg: DistillConfig) -> torch.Tensor:
     device = next(model.parameters()).device
     words, cases, chars, mask = model.vocab.encode([e.tokens for e in batch], device)
-    if singletons is not None and model.cfg.singleton_unk > 0:
-        chance = torch.rand(words.shape, device=device)  # (B, T)
-        drop = singletons.to(device)[words] & (chance < model.cfg.singleton_unk)
-        words = words.masked_fill(drop, UNK_ID)
     emissions = model(words, cases, chars, mask)  # (B, T, L)
     loss = emissions.new_zeros(())
     if batch[0].tags is not None and cfg.student_weight > 0:
@@ -163,13 +155,8 @@ def train_student(
     use_unlabeled = cfg.mode != "alone" and bool(unlabeled) and cfg.unlabeled_ratio > 0
     unlabeled = unlabeled if use_unlabeled else []
     vocab = Vocab.build([e.tokens for e in labeled + unlabeled], labels, student_cfg, pretrained=words)
-    vectors, pretrained = match_vectors(vocab, words, matrix) if matrix is not None else (None, None)
+    vectors = match_vectors(vocab, words, matrix) if matrix is not None else None
     model = NeuralTagger(student_cfg, vocab, vectors=vectors).to(device)
-    if student_cfg.freeze_vectors and pretrained is not None:
-        # Adam moves a row only once it has had a gradient, so zeroed rows stay exactly as read
-        frozen = pretrained.to(device).unsqueeze(1)  # (n_words, 1)
-        model.word_emb.weight.register_hook(lambda grad: grad.masked_fill(frozen, 0.0))
-    singletons = vocab.singletons([e.tokens for e in labeled + unlabeled])
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate)
     stream = UnlabeledStream(unlabeled, cfg.batch_size, cfg.unlabeled_ratio, seed)
     per_epoch = math.ceil(len(labeled) / cfg.batch_size)
@@ -201,9 +188,9 @@ def train_student(
         model.train()
         for i, batch in enumerate(length_batches(labeled, cfg.batch_size, rng, key)):
             step = (epoch - 1) * per_epoch + i
-            loss = _batch_loss(model, batch, cfg, singletons)
+            loss = _batch_loss(model, batch, cfg)
             for extra in stream.batches(step):
-                loss = loss + _batch_loss(model, extra, cfg, singletons)
+                loss = loss + _batch_loss(model, extra, cfg)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)

@@ -26,11 +26,10 @@ def read_vectors(source: str | Path) -> tuple[list[str], np.ndarray]:
     return _read_text(Path(source))
 
 
-def match_vectors(vocab: Vocab, words: list[str], matrix: np.ndarray) -> tuple[Tensor, Tensor]:
+def match_vectors(vocab: Vocab, words: list[str], matrix: np.ndarray) -> Tensor:
     """One row per vocabulary word: the vector of a source word with the same key (lowercased,
     digits as 0), preferring one spelt exactly as the key, else the first in source order. Words
-    the source lacks get a small random vector (N(0, 0.1^2)); <pad> is zero. Also which rows came
-    from the source (a bool per vocabulary word)."""
+    the source lacks get a small random vector (N(0, 0.1^2)); <pad> is zero."""
     chosen: dict[int, int] = {}  # vocabulary id -> source row
     for row, word in enumerate(words):
         key = normalize_word(word)
@@ -38,13 +37,11 @@ def match_vectors(vocab: Vocab, words: list[str], matrix: np.ndarray) -> tuple[T
         if i is not None and (i not in chosen or (word == key and words[chosen[i]] != key)):
             chosen[i] = row
     vectors = torch.randn(len(vocab.words), matrix.shape[1]) * 0.1  # (n_words, dim)
-    found = torch.zeros(len(vocab.words), dtype=torch.bool)  # (n_words,)
     if chosen:
         ids = list(chosen)
         vectors[ids] = torch.from_numpy(np.asarray(matrix[[chosen[i] for i in ids]], dtype=np.float32))
-        found[ids] = True
     vectors[0] = 0.0
-    return vectors, found
+    return vectors
 
 
 def _packaged_glove() -> tuple[list[str], np.ndarray]:

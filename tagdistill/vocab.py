@@ -24,7 +24,6 @@ from tagdistill.config import StudentConfig
 from tagdistill.schemes import IGNORE, label_index
 
 PAD, UNK = "<pad>", "<unk>"  # ids 0 and 1 in the word and character tables
-UNK_ID = 1
 MAX_WORD_CHARS = 20  # longer words are cut to their first characters for the char encoder
 WORD_CACHE = 100_000  # token spellings whose ids a vocabulary remembers (~0.1 KB each: ~10 MB at most)
 CASES = ("<pad>", "lower", "title", "upper", "mixed", "number", "has_digit", "punct", "other")
@@ -103,13 +102,6 @@ class Vocab:
                         break
         chars = [PAD, UNK, *sorted(seen_chars)]  # single characters, so never "<pad>" or "<unk>"
         return cls(words, chars, list(labels))
-
-    def singletons(self, sentences: list[list[str]]) -> Tensor:
-        """A bool per word of the table (n_words,): True for a word that occurs once in ``sentences``."""
-        counts = Counter(normalize_word(w) for s in sentences for w in s)
-        once = torch.zeros(len(self.words), dtype=torch.bool)
-        once[[i for w, i in self.word_index.items() if counts[w] == 1]] = True
-        return once
 
     def encode(
         self, batch: list[list[str]], device: torch.device | str = "cpu"

@@ -13,8 +13,7 @@ from tagdistill.config import DistillConfig, StudentConfig
 from tagdistill.data import Sentence
 from tagdistill.student import NeuralTagger
 from tagdistill.tagger import student_predict
-from tagdistill.train import Example, UnlabeledStream, evaluate_student, set_seed, train_student
-from tagdistill.vectors import match_vectors, read_vectors
+from tagdistill.train import Example, UnlabeledStream, evaluate_student, train_student
 from tagdistill.vocab import Vocab
 
 CPU = torch.device("cpu")
@@ -131,60 +130,3 @@ def test_batch_loss_is_gold_cross_entropy_plus_weighted_distillation_by_hand() -
     alone = cfg.model_copy(update={"mode": "alone"})  # the baseline ignores the teacher
     gold_only = 0.7 * cross_entropy(words, gold).item()
     assert _batch_loss(model, batch, alone).item() == pytest.approx(gold_only, rel=1e-5)
-
-
-def test_words_seen_once_read_as_unk_at_the_chance_singleton_unk_and_others_never() -> None:
-    from tagdistill.train import _batch_loss
-
-    sentences = [["Paris", "is", "big"], ["Rome", "is", "old", "big"]]  # once: paris, rome, old
-    cfg = SMALL.model_copy(update={"singleton_unk": 1.0})
-    vocab = Vocab.build(sentences, LABELS, cfg)
-    once = vocab.singletons(sentences)
-    assert [w for w, o in zip(vocab.words, once.tolist(), strict=True) if o] == ["old", "paris", "rome"]
-    torch.manual_seed(0)
-    model = NeuralTagger(cfg, vocab).eval()  # no dropout: only the word ids differ between the passes
-    alone = DistillConfig(mode="alone")
-    tags = [[LABEL_ID["B-LOC"], 0, 0], [LABEL_ID["B-LOC"], 0, 0, 0]]
-    batch = [Example(s, t) for s, t in zip(sentences, tags, strict=True)]
-    # every singleton as <unk>: what a sentence of words outside the table scores, case and characters kept
-    unseen = [Example(["Paris", "is", "big"], tags[0]), Example(["Rome", "is", "old", "big"], tags[1])]
-    as_unk = model(*_with_unk(vocab, [e.tokens for e in unseen], {"paris", "rome", "old"}))
-    expected = torch.nn.functional.cross_entropy(
-        torch.cat([as_unk[0, :3], as_unk[1, :4]]), torch.tensor([t for row in tags for t in row]))
-    assert _batch_loss(model, batch, alone, once).item() == pytest.approx(expected.item(), rel=1e-5)
-    never = cfg.model_copy(update={"singleton_unk": 0.0})
-    model.cfg = never
-    plain = _batch_loss(model, batch, alone, once).item()
-    assert plain == pytest.approx(_batch_loss(model, batch, alone).item())
-    assert plain != pytest.approx(expected.item())
-
-
-def _with_unk(vocab: Vocab, batch: list[list[str]], words: set[str]) -> tuple[torch.Tensor, ...]:
-    ids, cases, chars, mask = vocab.encode(batch)
-    for i, sentence in enumerate(batch):
-        for j, word in enumerate(sentence):
-            if word.lower() in words:
-                ids[i, j] = 1
-    return ids, cases, chars, mask
-
-
-def test_freeze_vectors_keeps_the_pretrained_rows_as_read_while_the_others_learn(tmp_path: Path) -> None:
-    labeled = _examples(16, seed=1)
-    words = sorted({w.lower() for e in labeled for w in e.tokens})
-    known = words[: len(words) // 2]  # a vector file with half of the training words, and one more word
-    glove = tmp_path / "vectors.txt"
-    lines = [f"{w} {i} 0.5 -1\n" for i, w in enumerate([*known, "elsewhere"])]
-    glove.write_text("".join(lines), encoding="utf-8")
-    cfg = DistillConfig(mode="alone", epochs=2, min_steps=0, batch_size=8)
-    for freeze in (True, False):
-        student = SMALL.model_copy(update={"embeddings": str(glove), "freeze_vectors": freeze})
-        model, _ = train_student(cfg, student, LABELS, labeled, [], synthetic(8, 9), tmp_path / str(freeze),
-                                 CPU, Recorder(), 0)
-        table = model.word_emb.weight.detach()
-        read = torch.tensor([[float(i), 0.5, -1.0] for i in range(len(known) + 1)])
-        rows = [model.vocab.word_index[w] for w in [*known, "elsewhere"]]
-        assert torch.equal(table[rows], read) is freeze
-        set_seed(0)  # as train_student does before it draws the rows the file lacks
-        start, _ = match_vectors(model.vocab, *read_vectors(glove))
-        learnt = [i for w, i in model.vocab.word_index.items() if w not in (*known, "elsewhere", "<pad>")]
-        assert not torch.allclose(table[learnt], start[learnt])  # the training words the file lacks
